@@ -1,0 +1,223 @@
+//! The crate's one error type.
+//!
+//! Invariants:
+//! 1. Every variant carries the typed context a caller needs to act on it: the path and offset of
+//!    damaged bytes, the index and bound of a refused read, the rule a refused write broke.
+//! 2. `Corrupt` is only returned for bytes that fail verification; it never means "I/O failed".
+//! 3. `Poisoned` is returned by every write after a failed write or fsync, until reopen.
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::hard_state::HardState;
+
+/// The result type of every fallible `raftlog` call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `raftlog`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("write", "sync_data", "create", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes on disk failed verification. Nothing was cut or changed.
+    #[error("corrupt {path} at offset {offset}{}: {reason}", fmt_indexes(.indexes))]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte position of the damage in `path`.
+        offset: u64,
+        /// The log indexes affected, `[lo, hi)`, when known.
+        indexes: Option<Range<u64>>,
+        /// What failed.
+        reason: Corruption,
+    },
+    /// Another `LogStore` (in this or another process) holds the directory.
+    #[error("{path} is locked by another open store")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A write or fsync failed earlier; the store refuses writes until it is reopened.
+    #[error("a previous write or fsync failed; reopen the store")]
+    Poisoned,
+    /// The index lies before the first retained entry.
+    #[error("index {index} is compacted (first index {first_index})")]
+    Compacted {
+        /// The index asked for.
+        index: u64,
+        /// The first index still in the log.
+        first_index: u64,
+    },
+    /// The index lies beyond the last entry.
+    #[error("index {index} is unavailable (last index {last_index})")]
+    Unavailable {
+        /// The index asked for.
+        index: u64,
+        /// The last index in the log.
+        last_index: u64,
+    },
+    /// A range `[lo, hi)` with `lo > hi`.
+    #[error("invalid range [{lo}, {hi})")]
+    InvalidRange {
+        /// Start of the range, inclusive.
+        lo: u64,
+        /// End of the range, exclusive.
+        hi: u64,
+    },
+    /// An appended entry does not follow the previous one (a gap or an overlap).
+    #[error("entry {got} does not follow index {}", .expected - 1)]
+    NotContiguous {
+        /// The index the entry should have had.
+        expected: u64,
+        /// The index it had.
+        got: u64,
+    },
+    /// An appended entry's term is below its predecessor's.
+    #[error("entry {index} has term {term}, below the previous term {previous_term}")]
+    TermRegression {
+        /// The entry's index.
+        index: u64,
+        /// The entry's term.
+        term: u64,
+        /// The term of the entry before it.
+        previous_term: u64,
+    },
+    /// An entry's payload exceeds `Options::entry_bytes_max`.
+    #[error("entry {index} has {bytes} payload bytes, over the limit of {max}")]
+    EntryTooLarge {
+        /// The entry's index.
+        index: u64,
+        /// Its payload size.
+        bytes: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The operation would drop entries at or below the commit index.
+    #[error("index {index} is at or below the commit index {commit}")]
+    Committed {
+        /// The first index the operation would drop.
+        index: u64,
+        /// The hard state's commit index.
+        commit: u64,
+    },
+    /// A hard state that breaks a Raft rule was refused.
+    #[error("hard state {proposed:?} refused ({rule}); current {current:?}")]
+    HardStateRefused {
+        /// The durable hard state, unchanged.
+        current: HardState,
+        /// The refused one.
+        proposed: HardState,
+        /// The rule it breaks.
+        rule: HardStateRule,
+    },
+    /// `Options` that cannot work.
+    #[error("invalid options: {0}")]
+    InvalidOptions(&'static str),
+}
+
+fn fmt_indexes(indexes: &Option<Range<u64>>) -> String {
+    match indexes {
+        Some(range) => format!(" (indexes [{}, {}))", range.start, range.end),
+        None => String::new(),
+    }
+}
+
+/// Why bytes on disk were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// A checksum does not match the bytes it covers.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A header field holds a value the format does not allow.
+    #[error("invalid {0}")]
+    Field(&'static str),
+    /// The file belongs to another store, another segment or a newer format.
+    #[error("identity mismatch: {0}")]
+    Identity(&'static str),
+    /// A record is damaged and a later record proves it had been made durable.
+    #[error("damaged record followed by records written after it was synced")]
+    DamagedBeforeDurable,
+    /// A sealed segment does not end with a valid seal record.
+    #[error("sealed segment is not sealed or its seal does not match its entries")]
+    BadSeal,
+    /// Entries are missing between two segments or before the first one.
+    #[error("entries missing")]
+    MissingEntries,
+    /// A segment does not continue the segment and term it was created after.
+    #[error("segment does not continue its predecessor")]
+    BrokenChain,
+    /// The hard state commits entries the log does not hold.
+    #[error("commit index {commit} lies beyond the last index {last_index}")]
+    CommitBeyondLog {
+        /// The persisted commit index.
+        commit: u64,
+        /// The last index recovered.
+        last_index: u64,
+    },
+    /// The meta file is missing while segments exist, or both of its slots are damaged.
+    #[error("meta file missing or unreadable")]
+    Meta,
+}
+
+/// The Raft rule a refused hard state breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HardStateRule {
+    /// The term went backwards.
+    #[error("term below the current term")]
+    TermRegression,
+    /// The vote changed within a term.
+    #[error("another vote in the same term")]
+    VoteChange,
+    /// The commit index went backwards.
+    #[error("commit below the current commit")]
+    CommitRegression,
+    /// The commit index lies beyond the last index of the log.
+    #[error("commit beyond the last index")]
+    CommitBeyondLog,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        indexes: Option<Range<u64>>,
+        reason: Corruption,
+    ) -> Self {
+        Error::Corrupt { path: path.into(), offset, indexes, reason }
+    }
+}
+
+/// Attaches an operation name and a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::io(op, path, source))
+    }
+}
+
+impl fmt::Display for crate::hard_state::HardState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "term {} vote {} commit {}", self.term, self.vote, self.commit)
+    }
+}

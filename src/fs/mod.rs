@@ -1,0 +1,59 @@
+//! The file-system seam: exactly what the engine does to files, behind two small traits.
+//!
+//! `StdFs` is the real disk; `SimFs` is a simulated disk with a live and a durable image, used
+//! by every crash and corruption test. The engine is generic over `FileSystem` (static
+//! dispatch, no cost on the real disk).
+//!
+//! Invariants the engine relies on, and that `SimFs` models adversarially:
+//! 1. A write is durable only after `sync_data` on its file returns `Ok`.
+//! 2. A created or removed name is durable only after `sync_dir` on its directory returns `Ok`.
+//! 3. Unsynced writes may land in any subset and any order, each torn at 512-byte sectors.
+//! 4. After a failed write or sync, nothing about the file's content can be assumed.
+
+mod sim;
+mod std_fs;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use sim::{FaultOp, SimFs};
+pub use std_fs::StdFs;
+
+/// A directory of files, as the engine uses one.
+pub trait FileSystem: Send + Sync + 'static {
+    /// An open file.
+    type File: FileHandle;
+    /// An exclusive lock on a directory, released on drop.
+    type Lock: Send + Sync + 'static;
+
+    /// Creates `dir` and its parents if missing. Directory creation is assumed durable.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock held in file `path`; `ErrorKind::WouldBlock` if held elsewhere.
+    fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
+    /// Creates a new, empty file; fails if `path` exists.
+    fn create(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens an existing file for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<Self::File>;
+    /// Removes the name `path`; open handles keep reading the file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// The names of the files in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Makes the creations and removals of names in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open file, shared by the writer and concurrent readers.
+pub trait FileHandle: Send + Sync + 'static {
+    /// Fills `buf` from `offset`; `ErrorKind::UnexpectedEof` if the file is shorter.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves space up to `len` bytes; the file reads as zeros past its written content.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's content durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+}

@@ -1,0 +1,533 @@
+//! `SimFs`: a simulated disk for crash and corruption tests.
+//!
+//! Every file has a live image (what reads see) and a durable image (what survives a crash),
+//! plus the list of writes since its last `sync_data`. Every directory has a list of name
+//! changes since its last `sync_dir`. `crash(seed)` builds the next boot's disk from the
+//! durable images plus, chosen by the seed, a random subset of the unsynced writes (each kept
+//! whole, dropped, or torn at 512-byte sectors) and a random prefix of each directory's unsynced
+//! name changes. Faults: EIO on the n-th call of an operation, ENOSPC past a space limit, a halt
+//! after n mutating operations (a crash point), and bit flips.
+//!
+//! Invariants:
+//! 1. A write reaches the durable image only through `sync_data` on its file (or a crash that
+//!    happens to keep it); a name only through `sync_dir` on its directory (or a kept prefix).
+//! 2. Handles opened before a crash fail with EIO afterwards; locks are released by a crash.
+//! 3. The same seed on the same history gives the same disk.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{FileHandle, FileSystem};
+
+/// Sector size at which unsynced writes tear.
+const SECTOR_BYTES: u64 = 512;
+
+/// An operation `SimFs::fail_nth` can make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultOp {
+    /// `FileHandle::write_all_at`.
+    Write,
+    /// `FileHandle::sync_data`.
+    SyncData,
+    /// `FileSystem::sync_dir`.
+    SyncDir,
+    /// `FileSystem::create`.
+    Create,
+    /// `FileSystem::remove`.
+    Remove,
+    /// `FileHandle::set_len`.
+    SetLen,
+    /// `FileHandle::allocate`.
+    Allocate,
+    /// `FileHandle::read_exact_at`.
+    Read,
+}
+
+impl FaultOp {
+    fn is_mutating(self) -> bool {
+        self != FaultOp::Read
+    }
+}
+
+/// A simulated disk; clones share the same disk.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    dirs: BTreeSet<PathBuf>,
+    inodes: HashMap<u64, Inode>,
+    live_names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    /// Unsynced name changes, in the order they happened.
+    name_changes: Vec<NameChange>,
+    next_inode: u64,
+    generation: u64,
+    locks: HashSet<PathBuf>,
+    /// (operation, calls of it still to let through before one fails).
+    faults: Vec<(FaultOp, u64)>,
+    /// Mutating operations still allowed before the disk halts; `None` never halts.
+    halt_countdown: Option<u64>,
+    space_limit: Option<u64>,
+    mutating_ops: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inode {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    unsynced: Vec<Unsynced>,
+}
+
+#[derive(Debug, Clone)]
+enum Unsynced {
+    Write { offset: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Clone)]
+enum NameChange {
+    Link(PathBuf, u64),
+    Unlink(PathBuf),
+}
+
+impl NameChange {
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            NameChange::Link(path, _) | NameChange::Unlink(path) => path.parent(),
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64) so crashes replay from their seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.next() % one_in == 0
+    }
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::other(format!("simulated EIO: {what}"))
+}
+
+fn write_into(image: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let start = usize::try_from(offset).expect("simulated file offset fits in memory");
+    let end = start + data.len();
+    if image.len() < end {
+        image.resize(end, 0);
+    }
+    image[start..end].copy_from_slice(data);
+}
+
+fn set_len_of(image: &mut Vec<u8>, len: u64) {
+    image.resize(usize::try_from(len).expect("simulated file length fits in memory"), 0);
+}
+
+impl State {
+    /// Counts the call and decides whether it fails (injected fault or halted disk).
+    fn enter(&mut self, op: FaultOp) -> io::Result<()> {
+        if op.is_mutating() {
+            match self.halt_countdown {
+                Some(0) => return Err(eio("disk halted")),
+                Some(ref mut left) => *left -= 1,
+                None => {}
+            }
+            self.mutating_ops += 1;
+        }
+        for fault in self.faults.iter_mut().filter(|(fault_op, _)| *fault_op == op) {
+            if fault.1 == 0 {
+                fault.1 = u64::MAX;
+                return Err(eio("injected fault"));
+            }
+            fault.1 = fault.1.saturating_sub(1);
+        }
+        self.faults.retain(|(_, left)| *left != u64::MAX);
+        Ok(())
+    }
+
+    fn live_bytes(&self) -> u64 {
+        let live: HashSet<u64> = self.live_names.values().copied().collect();
+        live.iter().map(|ino| self.inodes[ino].live.len() as u64).sum()
+    }
+
+    fn check_space(&self, inode: u64, new_len: u64) -> io::Result<()> {
+        let Some(limit) = self.space_limit else { return Ok(()) };
+        let current = self.inodes[&inode].live.len() as u64;
+        if new_len > current && self.live_bytes() + (new_len - current) > limit {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated ENOSPC"));
+        }
+        Ok(())
+    }
+
+    fn inode_of(&self, path: &Path) -> io::Result<u64> {
+        self.live_names
+            .get(path)
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.display().to_string()))
+    }
+
+    fn crash(&mut self, seed: u64) {
+        let mut rng = SplitMix(seed);
+        let dirs: BTreeSet<PathBuf> =
+            self.name_changes.iter().filter_map(|c| c.dir().map(Path::to_path_buf)).collect();
+        for dir in dirs {
+            let changes: Vec<NameChange> = self
+                .name_changes
+                .iter()
+                .filter(|c| c.dir() == Some(dir.as_path()))
+                .cloned()
+                .collect();
+            let kept = usize::try_from(rng.next() % (changes.len() as u64 + 1)).unwrap_or(0);
+            for change in changes.into_iter().take(kept) {
+                apply_name_change(&mut self.durable_names, change);
+            }
+        }
+        self.name_changes.clear();
+        self.live_names = self.durable_names.clone();
+        let reachable: HashSet<u64> = self.durable_names.values().copied().collect();
+        self.inodes.retain(|ino, _| reachable.contains(ino));
+        for inode in self.inodes.values_mut() {
+            let mut image = std::mem::take(&mut inode.durable);
+            for unsynced in inode.unsynced.drain(..) {
+                if rng.chance(2) {
+                    continue;
+                }
+                match unsynced {
+                    Unsynced::SetLen(len) => set_len_of(&mut image, len),
+                    Unsynced::Write { offset, data } => {
+                        apply_torn_write(&mut image, offset, &data, &mut rng)
+                    }
+                }
+            }
+            inode.live = image.clone();
+            inode.durable = image;
+        }
+        self.generation += 1;
+        self.locks.clear();
+        self.halt_countdown = None;
+        self.faults.clear();
+    }
+}
+
+fn apply_name_change(names: &mut BTreeMap<PathBuf, u64>, change: NameChange) {
+    match change {
+        NameChange::Link(path, ino) => {
+            names.insert(path, ino);
+        }
+        NameChange::Unlink(path) => {
+            names.remove(&path);
+        }
+    }
+}
+
+/// Applies `data` whole (half the time) or sector by sector, each sector kept or not.
+fn apply_torn_write(image: &mut Vec<u8>, offset: u64, data: &[u8], rng: &mut SplitMix) {
+    if rng.chance(2) {
+        write_into(image, offset, data);
+        return;
+    }
+    let end = offset + data.len() as u64;
+    let mut sector_start = offset - offset % SECTOR_BYTES;
+    while sector_start < end {
+        let lo = sector_start.max(offset);
+        let hi = (sector_start + SECTOR_BYTES).min(end);
+        if rng.chance(2) {
+            let range = usize::try_from(lo - offset).unwrap_or(0)..usize::try_from(hi - offset).unwrap_or(0);
+            write_into(image, lo, &data[range]);
+        }
+        sector_start += SECTOR_BYTES;
+    }
+}
+
+impl SimFs {
+    /// An empty simulated disk.
+    pub fn new() -> Self {
+        SimFs::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes the `n`-th future call (0-based) of `op` fail with EIO.
+    pub fn fail_nth(&self, op: FaultOp, n: u64) {
+        self.state().faults.push((op, n));
+    }
+
+    /// Writes that would grow the live files past `bytes` in total fail with ENOSPC.
+    pub fn set_space_limit(&self, bytes: Option<u64>) {
+        self.state().space_limit = bytes;
+    }
+
+    /// After `ops` more mutating operations every mutating operation fails with EIO, freezing
+    /// the disk at that point until `crash`.
+    pub fn halt_after(&self, ops: u64) {
+        self.state().halt_countdown = Some(ops);
+    }
+
+    /// Mutating operations performed so far (writes, syncs, creates, removes, set_len,
+    /// allocate): the crash points of a workload.
+    pub fn mutating_ops(&self) -> u64 {
+        self.state().mutating_ops
+    }
+
+    /// Loses power: the disk becomes the durable images plus, chosen by `seed`, some unsynced
+    /// writes (whole or torn at 512-byte sectors) and a prefix of each directory's unsynced
+    /// name changes. Old handles fail afterwards; locks and faults are cleared.
+    pub fn crash(&self, seed: u64) {
+        self.state().crash(seed);
+    }
+
+    /// Flips bit `bit` (counted from the file's first byte) in both images of `path`.
+    pub fn flip_bit(&self, path: &Path, bit: u64) -> io::Result<()> {
+        let mut state = self.state();
+        let ino = state.inode_of(path)?;
+        let inode = state.inodes.get_mut(&ino).expect("named inode exists");
+        let byte = usize::try_from(bit / 8).map_err(|_| eio("bit out of range"))?;
+        for image in [&mut inode.live, &mut inode.durable] {
+            let Some(b) = image.get_mut(byte) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "bit beyond file end"));
+            };
+            *b ^= 1 << (bit % 8);
+        }
+        Ok(())
+    }
+
+    /// The live content of `path`.
+    pub fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let state = self.state();
+        let ino = state.inode_of(path)?;
+        Ok(state.inodes[&ino].live.clone())
+    }
+
+    /// Installs `bytes` as the durable content of `path` (created if missing), as if written,
+    /// synced and its directory synced: builds disk images for tests and fuzzing.
+    pub fn write_file_durable(&self, path: &Path, bytes: &[u8]) {
+        let mut state = self.state();
+        if let Some(dir) = path.parent() {
+            state.dirs.insert(dir.to_path_buf());
+        }
+        let ino = match state.live_names.get(path) {
+            Some(ino) => *ino,
+            None => {
+                state.next_inode += 1;
+                state.next_inode
+            }
+        };
+        let inode = Inode { live: bytes.to_vec(), durable: bytes.to_vec(), unsynced: Vec::new() };
+        state.inodes.insert(ino, inode);
+        state.live_names.insert(path.to_path_buf(), ino);
+        state.durable_names.insert(path.to_path_buf(), ino);
+    }
+
+    /// Removes `path` from both images, as a lost or deleted file.
+    pub fn remove_durable(&self, path: &Path) {
+        let mut state = self.state();
+        state.live_names.remove(path);
+        state.durable_names.remove(path);
+    }
+}
+
+/// A file of a `SimFs`.
+#[derive(Debug)]
+pub struct SimFile {
+    fs: SimFs,
+    inode: u64,
+    generation: u64,
+}
+
+/// A directory lock of a `SimFs`, released on drop.
+#[derive(Debug)]
+pub struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut state = self.fs.state();
+        if state.generation == self.generation {
+            state.locks.remove(&self.path);
+        }
+    }
+}
+
+impl SimFs {
+    fn handle(&self, state: &mut State, inode: u64) -> SimFile {
+        SimFile { fs: self.clone(), inode, generation: state.generation }
+    }
+}
+
+impl FileSystem for SimFs {
+    type File = SimFile;
+    type Lock = SimLock;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        for ancestor in dir.ancestors() {
+            state.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<SimLock> {
+        let mut state = self.state();
+        if !state.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "simulated lock is held"));
+        }
+        Ok(SimLock { fs: self.clone(), path: path.to_path_buf(), generation: state.generation })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<SimFile> {
+        let mut state = self.state();
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !state.dirs.contains(parent) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        if state.live_names.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()));
+        }
+        state.enter(FaultOp::Create)?;
+        state.next_inode += 1;
+        let ino = state.next_inode;
+        state.inodes.insert(ino, Inode::default());
+        state.live_names.insert(path.to_path_buf(), ino);
+        state.name_changes.push(NameChange::Link(path.to_path_buf(), ino));
+        Ok(self.handle(&mut state, ino))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<SimFile> {
+        let mut state = self.state();
+        let ino = state.inode_of(path)?;
+        Ok(self.handle(&mut state, ino))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.inode_of(path)?;
+        state.enter(FaultOp::Remove)?;
+        state.live_names.remove(path);
+        state.name_changes.push(NameChange::Unlink(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let state = self.state();
+        if !state.dirs.contains(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        Ok(state
+            .live_names
+            .keys()
+            .filter(|path| path.parent() == Some(dir))
+            .filter_map(|path| path.file_name().map(PathBuf::from))
+            .collect())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.enter(FaultOp::SyncDir)?;
+        let changes = std::mem::take(&mut state.name_changes);
+        let (synced, pending): (Vec<_>, Vec<_>) =
+            changes.into_iter().partition(|change| change.dir() == Some(dir));
+        for change in synced {
+            apply_name_change(&mut state.durable_names, change);
+        }
+        state.name_changes = pending;
+        Ok(())
+    }
+}
+
+impl SimFile {
+    /// Runs `f` on this file's inode after the generation and fault checks.
+    fn with_inode<T>(
+        &self,
+        op: FaultOp,
+        f: impl FnOnce(&mut State, u64) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.fs.state();
+        if state.generation != self.generation {
+            return Err(eio("handle from before a crash"));
+        }
+        state.enter(op)?;
+        f(&mut state, self.inode)
+    }
+}
+
+impl FileHandle for SimFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.with_inode(FaultOp::Read, |state, ino| {
+            let live = &state.inodes[&ino].live;
+            let start = usize::try_from(offset).map_err(|_| eio("offset"))?;
+            let end = start.checked_add(buf.len()).filter(|end| *end <= live.len());
+            let end = end.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(&live[start..end]);
+            Ok(())
+        })
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.with_inode(FaultOp::Write, |state, ino| {
+            let new_len = (offset + buf.len() as u64).max(state.inodes[&ino].live.len() as u64);
+            state.check_space(ino, new_len)?;
+            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
+            write_into(&mut inode.live, offset, buf);
+            inode.unsynced.push(Unsynced::Write { offset, data: buf.to_vec() });
+            Ok(())
+        })
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let state = self.fs.state();
+        if state.generation != self.generation {
+            return Err(eio("handle from before a crash"));
+        }
+        Ok(state.inodes[&self.inode].live.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.with_inode(FaultOp::SetLen, |state, ino| {
+            state.check_space(ino, len)?;
+            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
+            set_len_of(&mut inode.live, len);
+            inode.unsynced.push(Unsynced::SetLen(len));
+            Ok(())
+        })
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.with_inode(FaultOp::Allocate, |state, ino| {
+            state.check_space(ino, len)?;
+            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
+            if (inode.live.len() as u64) < len {
+                set_len_of(&mut inode.live, len);
+                inode.unsynced.push(Unsynced::SetLen(len));
+            }
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.with_inode(FaultOp::SyncData, |state, ino| {
+            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
+            inode.durable = inode.live.clone();
+            inode.unsynced.clear();
+            Ok(())
+        })
+    }
+}

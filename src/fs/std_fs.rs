@@ -1,0 +1,93 @@
+//! The real disk, through `std::fs` and `fs2`.
+//!
+//! Invariants:
+//! 1. `sync_dir` opens the directory and calls `fsync` on it (Unix); it is the only way a
+//!    created or removed name becomes durable.
+//! 2. The lock is an `flock` on a file descriptor of its own, so a second open of the same
+//!    directory fails even from the same process.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt as _;
+
+use super::{FileHandle, FileSystem};
+
+/// The operating system's file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFs;
+
+/// An exclusive `flock` on a lock file, released when dropped.
+#[derive(Debug)]
+pub struct StdLock {
+    _file: File,
+}
+
+impl FileSystem for StdFs {
+    type File = File;
+    type Lock = StdLock;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<StdLock> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        file.try_lock_exclusive().map_err(|e| {
+            if e.kind() == fs2::lock_contended_error().kind() {
+                io::Error::new(io::ErrorKind::WouldBlock, e)
+            } else {
+                e
+            }
+        })?;
+        Ok(StdLock { _file: file })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).create_new(true).open(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(path)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        fs::read_dir(dir)?.map(|entry| entry.map(|e| PathBuf::from(e.file_name()))).collect()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+impl FileHandle for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        fs2::FileExt::allocate(self, len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}

@@ -1,0 +1,96 @@
+//! Store configuration.
+//!
+//! Invariants:
+//! 1. `segment_bytes_max >= SEGMENT_BYTES_MIN` and `entry_bytes_max <= ENTRY_BYTES_LIMIT`
+//!    (the on-disk length field is a u32); `Options::validate` enforces both.
+//! 2. The limits are soft for segments (a batch never splits across segments) and hard for
+//!    entries (an oversized entry is refused before anything is written).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::segment::format::RECORD_HEADER_BYTES;
+
+/// Smallest allowed `segment_bytes_max`.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+/// Largest allowed `entry_bytes_max`: the record length field is a u32.
+pub const ENTRY_BYTES_LIMIT: u64 = u32::MAX as u64 - RECORD_HEADER_BYTES as u64;
+
+/// When appended entries are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Durable only when `LogStore::sync` (or an operation that syncs) is called. The default.
+    OnSync,
+    /// As `OnSync`, and also automatically once `bytes` bytes have been appended since the last
+    /// sync, or `interval` after an unsynced append, whichever comes first (IoTDB's
+    /// `flush_raft_log_threshold`). A zero `bytes` or `interval` disables that trigger.
+    Auto {
+        /// Appended bytes that trigger a sync inside `append`.
+        bytes: u64,
+        /// Longest time an appended entry stays unsynced (a background thread syncs).
+        interval: Duration,
+    },
+    /// Never fsync appended entries: `sync` reports them durable without syncing. For
+    /// benchmarks and tests only; a crash may lose them and recovery may then refuse to open.
+    Never,
+}
+
+/// Configuration of a `LogStore`, built with setters from `Options::default()`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) segment_bytes_max: u64,
+    pub(crate) entry_bytes_max: u64,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) preallocate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes_max: 64 << 20,
+            entry_bytes_max: 16 << 20,
+            sync_policy: SyncPolicy::OnSync,
+            preallocate: false,
+        }
+    }
+}
+
+impl Options {
+    /// Size at which the active segment is sealed and a new one started (default 64 MiB).
+    #[must_use]
+    pub fn segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.segment_bytes_max = bytes;
+        self
+    }
+
+    /// Largest payload accepted by `append` (default 16 MiB).
+    #[must_use]
+    pub fn entry_bytes_max(mut self, bytes: u64) -> Self {
+        self.entry_bytes_max = bytes;
+        self
+    }
+
+    /// When appends become durable (default `SyncPolicy::OnSync`).
+    #[must_use]
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// Preallocate each new segment to `segment_bytes_max` (default off; see BENCHMARKS.md).
+    #[must_use]
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.segment_bytes_max < SEGMENT_BYTES_MIN {
+            return Err(Error::InvalidOptions("segment_bytes_max below 1024"));
+        }
+        if self.entry_bytes_max > ENTRY_BYTES_LIMIT {
+            return Err(Error::InvalidOptions("entry_bytes_max above u32::MAX - 32"));
+        }
+        Ok(())
+    }
+}

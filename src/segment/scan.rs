@@ -1,0 +1,233 @@
+//! The recovery scan of one segment file: header, then records until the seal, the end of
+//! the file, zeros, or the first record that fails verification.
+//!
+//! Invariants:
+//! 1. The scan reads the file in bounded chunks; no buffer is larger than the file or sized by
+//!    an unverified length beyond the bytes that remain in the file.
+//! 2. The scan decides nothing: it reports what it found (`Scanned`, `Tail`, `Damage`) and the
+//!    recovery decision table (in `store::recover`) classifies it as torn or corrupt.
+
+use std::io;
+
+use super::format::{
+    decode_record, peek_payload_len, u16_at, u64_at, RecordSeed, SegmentHeader,
+    RECORD_ENTRY, RECORD_HEADER_BYTES, RECORD_SEAL, SEGMENT_HEADER_BYTES,
+};
+use super::Loc;
+use crate::error::Corruption;
+use crate::fs::FileHandle;
+
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// What a scan of a segment with a valid header found.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    pub header: SegmentHeader,
+    /// One per entry record, in index order from `header.first_index`.
+    pub locs: Vec<Loc>,
+    /// Offset just past the last valid record (or the header).
+    pub end_offset: u64,
+    /// The segment ends with a valid seal record matching its entries.
+    pub sealed: bool,
+    pub tail: Tail,
+    pub file_len: u64,
+}
+
+/// What follows the last valid record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Nothing, zeros, or (after a seal) anything.
+    Clean,
+    /// Bytes that are not a valid next record.
+    Damaged(Damage),
+}
+
+/// The first invalid bytes of a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Damage {
+    pub offset: u64,
+    /// The index the record at `offset` should have had.
+    pub expected_index: u64,
+    /// One past the last index of the record headers that look like a continuation, unverified.
+    pub apparent_end_index: u64,
+    pub reason: Corruption,
+    /// The first valid record after the damage: (offset, index, durable index when written).
+    pub later_valid: Option<(u64, u64, u64)>,
+}
+
+/// Why a segment header could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct HeaderDamage {
+    pub reason: Corruption,
+    /// The header is intact but names another store or segment (never a torn write).
+    pub identity: bool,
+    /// Offset of a valid record in the file despite the bad header.
+    pub later_valid: Option<u64>,
+    pub file_len: u64,
+}
+
+/// Reads a file through a window of at most `CHUNK_BYTES` (or one record, if larger).
+struct ChunkReader<'a, H: FileHandle> {
+    file: &'a H,
+    len: u64,
+    buf: Vec<u8>,
+    buf_offset: u64,
+}
+
+impl<'a, H: FileHandle> ChunkReader<'a, H> {
+    fn new(file: &'a H) -> io::Result<Self> {
+        Ok(ChunkReader { file, len: file.len()?, buf: Vec::new(), buf_offset: 0 })
+    }
+
+    /// Up to `want` bytes from `offset` (fewer only at the end of the file).
+    fn bytes(&mut self, offset: u64, want: usize) -> io::Result<&[u8]> {
+        let available = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let want = want.min(available);
+        let buf_end = self.buf_offset + self.buf.len() as u64;
+        if offset < self.buf_offset || offset + want as u64 > buf_end {
+            let read = want.max(CHUNK_BYTES).min(available);
+            self.buf.resize(read, 0);
+            self.file.read_exact_at(&mut self.buf, offset)?;
+            self.buf_offset = offset;
+        }
+        let start = usize::try_from(offset - self.buf_offset).expect("inside the buffer");
+        Ok(&self.buf[start..start + want])
+    }
+
+    /// The record at `offset`, fetched whole if its header announces a length that fits.
+    fn record_bytes(&mut self, offset: u64) -> io::Result<&[u8]> {
+        let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
+        let want = peek_payload_len(header)
+            .map_or(RECORD_HEADER_BYTES, |len| RECORD_HEADER_BYTES + len as usize);
+        self.bytes(offset, want)
+    }
+
+    fn zeros_from(&mut self, mut offset: u64) -> io::Result<bool> {
+        while offset < self.len {
+            let chunk = self.bytes(offset, CHUNK_BYTES)?;
+            if chunk.iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            offset += chunk.len() as u64;
+        }
+        Ok(true)
+    }
+
+    /// The first valid record after `from` whose index lies in `indexes`.
+    fn find_valid_after(
+        &mut self,
+        seed: RecordSeed,
+        from: u64,
+        indexes: std::ops::RangeInclusive<u64>,
+    ) -> io::Result<Option<(u64, u64, u64)>> {
+        let mut offset = from + 1;
+        while offset + RECORD_HEADER_BYTES as u64 <= self.len {
+            let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
+            let index = u64_at(header, 8);
+            let plausible = matches!(header[24], RECORD_ENTRY | RECORD_SEAL)
+                && u16_at(header, 26) == 0
+                && indexes.contains(&index);
+            if plausible {
+                if let Ok(record) = decode_record(seed, self.record_bytes(offset)?) {
+                    return Ok(Some((offset, record.index, record.durable_index_when_written())));
+                }
+            }
+            offset += 1;
+        }
+        Ok(None)
+    }
+
+    /// One past the last index of record headers that continue from `index` at `offset`,
+    /// judged by their index field and length alone.
+    fn apparent_end(&mut self, mut offset: u64, mut index: u64) -> io::Result<u64> {
+        while offset + RECORD_HEADER_BYTES as u64 <= self.len {
+            let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
+            if u64_at(header, 8) != index || header[24] != RECORD_ENTRY {
+                break;
+            }
+            let len = u64::from(peek_payload_len(header).unwrap_or(0));
+            if offset + RECORD_HEADER_BYTES as u64 + len > self.len {
+                break;
+            }
+            offset += RECORD_HEADER_BYTES as u64 + len;
+            index += 1;
+        }
+        Ok(index)
+    }
+}
+
+/// Scans segment `segment_id` of store `store_uid` in `file`.
+pub(crate) fn scan_segment<H: FileHandle>(
+    file: &H,
+    store_uid: u64,
+    segment_id: u64,
+) -> io::Result<Result<Scanned, HeaderDamage>> {
+    let mut reader = ChunkReader::new(file)?;
+    let seed = RecordSeed { store_uid, segment_id };
+    let header = match SegmentHeader::decode(reader.bytes(0, SEGMENT_HEADER_BYTES)?) {
+        Ok(header) if header.store_uid != store_uid || header.segment_id != segment_id => {
+            let reason = Corruption::Identity("segment of another store or another id");
+            return Ok(Err(HeaderDamage { reason, identity: true, later_valid: None, file_len: reader.len }));
+        }
+        Ok(header) => header,
+        Err(reason) => {
+            let later_valid = reader.find_valid_after(seed, 0, 1..=u64::MAX)?.map(|(offset, ..)| offset);
+            return Ok(Err(HeaderDamage { reason, identity: false, later_valid, file_len: reader.len }));
+        }
+    };
+    let mut scanned = Scanned {
+        header,
+        locs: Vec::new(),
+        end_offset: SEGMENT_HEADER_BYTES as u64,
+        sealed: false,
+        tail: Tail::Clean,
+        file_len: reader.len,
+    };
+    let mut last_term = header.prev_term;
+    while scanned.end_offset < reader.len {
+        let offset = scanned.end_offset;
+        let expected_index = header.first_index + scanned.locs.len() as u64;
+        let reason = match decode_record(seed, reader.record_bytes(offset)?) {
+            Ok(record) if record.record_type == RECORD_ENTRY && record.index == expected_index => {
+                if record.term >= last_term {
+                    let payload_len = record.payload.len() as u32;
+                    scanned.locs.push(Loc { offset, payload_len, term: record.term });
+                    scanned.end_offset += record.encoded_len() as u64;
+                    last_term = record.term;
+                    continue;
+                }
+                Corruption::Field("term below the previous entry's")
+            }
+            Ok(record) if record.record_type == RECORD_SEAL => {
+                let count = scanned.locs.len() as u64;
+                if record.index == expected_index - 1
+                    && record.term == last_term
+                    && record.seal_count() == Some(count)
+                {
+                    scanned.end_offset += record.encoded_len() as u64;
+                    scanned.sealed = true;
+                    return Ok(Ok(scanned));
+                }
+                Corruption::BadSeal
+            }
+            Ok(_) => Corruption::Field("record index out of sequence"),
+            Err(super::format::RecordError::Invalid(reason)) => reason,
+            Err(super::format::RecordError::Truncated) => Corruption::Field("record length"),
+        };
+        if !reader.zeros_from(offset)? {
+            scanned.tail = Tail::Damaged(Damage {
+                offset,
+                expected_index,
+                apparent_end_index: reader.apparent_end(offset, expected_index)?,
+                reason,
+                later_valid: {
+                    // Records are at least a header long: no later index can exceed this.
+                    let index_max = expected_index + reader.len / RECORD_HEADER_BYTES as u64;
+                    reader.find_valid_after(seed, offset, expected_index..=index_max)?
+                },
+            });
+        }
+        break;
+    }
+    Ok(Ok(scanned))
+}

@@ -1,0 +1,384 @@
+//! Opening a store: lock, meta, segment scan, the recovery decision table, then repairs.
+//!
+//! The decision table (format/SPEC.md, "Recovery") in the order it is applied:
+//!
+//! | # | Finding | Decision |
+//! |---|---------|----------|
+//! | R1 | no meta file and no segment | new store: write the meta, fsync the directory |
+//! | R2 | meta missing or both slots damaged while segments exist | `Corrupt` (meta) |
+//! | R3 | one meta slot damaged | use the other, report `damaged_meta_slot` |
+//! | R4 | segment id below `segment_id_min` | dead (compacted or reset): remove, report |
+//! | R5 | last segment's header damaged, no valid record in the file | unfinished creation: remove, report as torn |
+//! | R6 | any other damaged or foreign header | `Corrupt` |
+//! | R7 | damaged record in the last segment, no later record proving it durable | torn tail: cut, report bytes and indexes |
+//! | R8 | damaged record followed by a record written after it was synced | `Corrupt` |
+//! | R9 | a segment other than the last is not sealed, or damaged | `Corrupt` |
+//! | R10 | a segment starts after its predecessor ends, or the first after `first_index` | `Corrupt` (missing entries) |
+//! | R11 | a segment starts inside an older one | override: the older suffix is dead; remove segments left empty |
+//! | R12 | a segment does not continue the segment and term recorded in its header | `Corrupt` (broken chain) |
+//! | R13 | commit index beyond the recovered last index | `Corrupt` |
+//!
+//! Invariants:
+//! 1. Nothing on disk changes before every row has been decided: an open that returns
+//!    `Corrupt` leaves the directory as it found it.
+//! 2. A tail is cut only when nothing proves it was ever durable (R7), and never below the
+//!    commit index (R13).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::state::{LogState, Segment};
+use super::writer::{create_segment, Writer};
+use crate::error::{Corruption, Error, IoContext, Result};
+use crate::fs::{FileHandle, FileSystem};
+use crate::hard_state::{Meta, MetaFile, MetaRead, META_FILE};
+use crate::options::Options;
+use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::segment::{self, scan_segment, HeaderDamage, Scanned, Tail};
+
+/// File name of the directory lock.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// What opening a store found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The directory held no store; a new one was created.
+    pub created: bool,
+    /// Live segments after recovery.
+    pub segments: usize,
+    /// Bytes of segment files scanned.
+    pub scanned_bytes: u64,
+    /// First live index after recovery.
+    pub first_index: u64,
+    /// Last index after recovery.
+    pub last_index: u64,
+    /// The unacknowledged torn tail that was cut, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Segment files removed: dead (compacted, reset, overridden by a truncation) or unfinished.
+    pub removed_segments: Vec<PathBuf>,
+    /// A meta slot that failed verification; the other slot was used.
+    pub damaged_meta_slot: Option<usize>,
+}
+
+/// A torn tail cut by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where the cut starts.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes_cut: u64,
+    /// Indexes whose records started in the cut bytes, `[lo, hi)`, as far as their unverified
+    /// headers tell (empty when the segment's own header was torn).
+    pub indexes_cut: Range<u64>,
+}
+
+/// Everything `LogStore` is built from.
+pub(crate) struct Recovered<F: FileSystem> {
+    pub lock: F::Lock,
+    pub meta: MetaFile<F>,
+    pub log: LogState<F::File>,
+    pub writer: Writer<F::File>,
+    pub report: RecoveryReport,
+}
+
+/// Changes to make once every row of the table has been decided.
+struct Repairs<H> {
+    remove: Vec<PathBuf>,
+    cut: Option<(Arc<H>, PathBuf, u64)>,
+}
+
+pub(crate) fn recover<F: FileSystem>(fs: &F, dir: &Path, options: &Options) -> Result<Recovered<F>> {
+    fs.create_dir_all(dir).ctx("create_dir", dir)?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => Error::Locked { path: lock_path.clone() },
+        _ => Error::io("lock", &lock_path, e),
+    })?;
+    let names = fs.list(dir).ctx("list", dir)?;
+    let mut ids: Vec<u64> =
+        names.iter().filter_map(|n| n.to_str().and_then(segment::parse_file_name)).collect();
+    ids.sort_unstable();
+    let mut report = RecoveryReport::default();
+    let has_meta = names.iter().any(|n| n.as_path() == Path::new(META_FILE));
+    let meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut report)?;
+    let current = *meta.current();
+    let next_segment_id = ids.last().map_or(0, |id| id + 1).max(current.segment_id_min);
+    let mut repairs = Repairs { remove: Vec::new(), cut: None };
+    let mut scans = Vec::new();
+    for id in ids {
+        let path = dir.join(segment::file_name(id));
+        if id < current.segment_id_min {
+            repairs.remove.push(path); // R4
+            continue;
+        }
+        let file = fs.open(&path).ctx("open", &path)?;
+        let scanned = scan_segment(&file, current.store_uid, id).ctx("read", &path)?;
+        report.scanned_bytes += match &scanned {
+            Ok(s) => s.file_len,
+            Err(damage) => damage.file_len,
+        };
+        scans.push((id, path, Arc::new(file), scanned));
+    }
+    let log = assemble(&current, scans, &mut repairs, &mut report)?;
+    check_commit(&log, &repairs, dir)?;
+    apply_repairs(fs, dir, options, &repairs)?;
+    let (log, writer) = open_active(fs, dir, options, &current, log, next_segment_id)?;
+    report.segments = log.segments.len();
+    report.first_index = log.first_index;
+    report.last_index = log.last_index();
+    report.removed_segments = repairs.remove;
+    Ok(Recovered { lock, meta, log, writer, report })
+}
+
+/// Rows R1 to R3.
+fn open_meta<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    has_meta: bool,
+    has_segments: bool,
+    report: &mut RecoveryReport,
+) -> Result<MetaFile<F>> {
+    let path = dir.join(META_FILE);
+    let blank = if has_meta {
+        match MetaFile::<F>::read(fs, &path)? {
+            (file, MetaRead::Valid { meta, damaged_slot }) => {
+                report.damaged_meta_slot = damaged_slot;
+                return Ok(MetaFile::new(file, path, meta));
+            }
+            (file, MetaRead::Blank) => Some(file),
+        }
+    } else {
+        None
+    };
+    if has_segments {
+        return Err(Error::corrupt(path, 0, None, Corruption::Meta));
+    }
+    let file = match blank {
+        Some(file) => file,
+        None => fs.create(&path).ctx("create", &path)?,
+    };
+    let mut meta = MetaFile::new(file, path, Meta::initial(new_store_uid()));
+    meta.write_initial()?;
+    fs.sync_dir(dir).ctx("sync_dir", dir)?;
+    report.created = true;
+    Ok(meta)
+}
+
+fn new_store_uid() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+type Scan<H> = (u64, PathBuf, Arc<H>, Result<Scanned, HeaderDamage>);
+
+/// Rows R5 to R12: classifies every segment and links them into one log.
+fn assemble<H>(
+    meta: &Meta,
+    mut scans: Vec<Scan<H>>,
+    repairs: &mut Repairs<H>,
+    report: &mut RecoveryReport,
+) -> Result<LogState<H>> {
+    let mut previous_must_be_sealed = false;
+    if let Some((_, path, _, Err(damage))) = scans.last() {
+        if !damage.identity && damage.later_valid.is_none() {
+            report.torn_tail = Some(TornTail {
+                path: path.clone(),
+                offset: 0,
+                bytes_cut: damage.file_len,
+                indexes_cut: 0..0,
+            });
+            repairs.remove.push(path.clone()); // R5
+            scans.pop();
+            previous_must_be_sealed = true;
+        }
+    }
+    let mut log = LogState {
+        segments: Vec::new(),
+        first_index: meta.first_index,
+        prev_term: meta.prev_term,
+        hard_state: meta.hard_state,
+    };
+    let count = scans.len();
+    for (position, (id, path, file, scanned)) in scans.into_iter().enumerate() {
+        let scanned = match scanned {
+            Ok(scanned) => scanned,
+            Err(damage) => {
+                let offset = damage.later_valid.unwrap_or(0);
+                return Err(Error::corrupt(path, offset, None, damage.reason)); // R6
+            }
+        };
+        let is_last = position + 1 == count;
+        classify_tail(&path, &file, &scanned, is_last, repairs, report)?;
+        if !scanned.sealed && (!is_last || previous_must_be_sealed) {
+            let end = scanned.header.first_index + scanned.locs.len() as u64;
+            let indexes = Some(end..end);
+            return Err(Error::corrupt(path, scanned.end_offset, indexes, Corruption::BadSeal)); // R9
+        }
+        link(&mut log, meta, &path, &scanned.header, repairs)?;
+        log.segments.push(Segment {
+            id,
+            path,
+            file,
+            first_index: scanned.header.first_index,
+            prev_term: scanned.header.prev_term,
+            locs: scanned.locs,
+            sealed: scanned.sealed,
+        });
+    }
+    if let Some(last) = log.segments.last() {
+        if last.end_index() < meta.first_index {
+            let indexes = Some(last.end_index()..meta.first_index);
+            let offset = last.locs.last().map_or(0, |loc| loc.offset + loc.record_len());
+            return Err(Error::corrupt(&last.path, offset, indexes, Corruption::MissingEntries));
+        }
+    }
+    Ok(log)
+}
+
+/// Rows R7 to R9 for the bytes after a segment's last valid record.
+fn classify_tail<H>(
+    path: &Path,
+    file: &Arc<H>,
+    scanned: &Scanned,
+    is_last: bool,
+    repairs: &mut Repairs<H>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let Tail::Damaged(damage) = &scanned.tail else { return Ok(()) };
+    let proof = damage.later_valid.filter(|(_, _, durable)| *durable >= damage.expected_index);
+    if let Some((_, later_index, _)) = proof {
+        let indexes = Some(damage.expected_index..later_index + 1);
+        let reason = Corruption::DamagedBeforeDurable;
+        return Err(Error::corrupt(path, damage.offset, indexes, reason)); // R8
+    }
+    if !is_last {
+        let indexes = Some(damage.expected_index..damage.apparent_end_index.max(damage.expected_index + 1));
+        return Err(Error::corrupt(path, damage.offset, indexes, damage.reason.clone())); // R9
+    }
+    report.torn_tail = Some(TornTail {
+        path: path.to_path_buf(),
+        offset: damage.offset,
+        bytes_cut: scanned.file_len - damage.offset,
+        indexes_cut: damage.expected_index..damage.apparent_end_index,
+    });
+    repairs.cut = Some((Arc::clone(file), path.to_path_buf(), damage.offset)); // R7
+    Ok(())
+}
+
+/// Rows R10 to R12: links a segment after those already in `log`.
+fn link<H>(
+    log: &mut LogState<H>,
+    meta: &Meta,
+    path: &Path,
+    header: &SegmentHeader,
+    repairs: &mut Repairs<H>,
+) -> Result<()> {
+    let first = header.first_index;
+    let end = log.segments.last().map_or(meta.first_index, Segment::end_index);
+    if first > end {
+        return Err(Error::corrupt(path, 24, Some(end..first), Corruption::MissingEntries)); // R10
+    }
+    let overridden = log.truncate_from(first); // R11
+    repairs.remove.extend(overridden.into_iter().map(|segment| segment.path));
+    if first > meta.first_index {
+        let continues = log.segments.last().is_some_and(|previous| {
+            previous.id == header.prev_segment_id
+                && previous.loc(first - 1).map(|loc| loc.term) == Some(header.prev_term)
+        });
+        if !continues {
+            return Err(Error::corrupt(path, 32, Some(first - 1..first), Corruption::BrokenChain)); // R12
+        }
+    }
+    Ok(())
+}
+
+/// Row R13.
+fn check_commit<H>(log: &LogState<H>, repairs: &Repairs<H>, dir: &Path) -> Result<()> {
+    let last_index = log.segments.last().map_or(log.first_index - 1, |s| s.end_index() - 1);
+    let commit = log.hard_state.commit;
+    if commit <= last_index {
+        return Ok(());
+    }
+    let (path, offset) = match (&repairs.cut, log.segments.last()) {
+        (Some((_, path, offset)), _) => (path.clone(), *offset),
+        (None, Some(segment)) => (segment.path.clone(), 0),
+        (None, None) => (dir.join(META_FILE), 0),
+    };
+    let reason = Corruption::CommitBeyondLog { commit, last_index };
+    Err(Error::corrupt(path, offset, Some(last_index + 1..commit + 1), reason))
+}
+
+fn apply_repairs<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    options: &Options,
+    repairs: &Repairs<F::File>,
+) -> Result<()> {
+    if let Some((file, path, offset)) = &repairs.cut {
+        file.set_len(*offset).ctx("set_len", path)?;
+        if options.preallocate {
+            file.allocate(options.segment_bytes_max).ctx("allocate", path)?;
+        }
+        file.sync_data().ctx("sync_data", path)?;
+    }
+    for path in &repairs.remove {
+        fs.remove(path).ctx("remove", path)?;
+    }
+    if !repairs.remove.is_empty() {
+        fs.sync_dir(dir).ctx("sync_dir", dir)?;
+    }
+    Ok(())
+}
+
+/// Reopens the last segment for appends, or creates a new active segment after it.
+fn open_active<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    options: &Options,
+    meta: &Meta,
+    mut log: LogState<F::File>,
+    next_segment_id: u64,
+) -> Result<(LogState<F::File>, Writer<F::File>)> {
+    if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
+        let write_offset = match &active.locs.last() {
+            Some(loc) => loc.offset + loc.record_len(),
+            None => SEGMENT_HEADER_BYTES as u64,
+        };
+        // Recovered records may still sit in the page cache only (a clean restart without a
+        // crash): sync them so everything the store starts with is durable.
+        active.file.sync_data().ctx("sync_data", &active.path)?;
+        let writer = Writer::new(active, write_offset, next_segment_id);
+        return Ok((log, writer));
+    }
+    let header = match log.segments.last() {
+        Some(last) => SegmentHeader {
+            store_uid: meta.store_uid,
+            segment_id: next_segment_id,
+            first_index: last.end_index(),
+            prev_segment_id: if last.end_index() > log.first_index { last.id } else { 0 },
+            prev_term: log.last_term(),
+        },
+        None => SegmentHeader {
+            store_uid: meta.store_uid,
+            segment_id: next_segment_id,
+            first_index: meta.first_index,
+            prev_segment_id: 0,
+            prev_term: meta.prev_term,
+        },
+    };
+    let segment = create_segment(fs, dir, options, &header)?;
+    let writer = Writer::new(&segment, SEGMENT_HEADER_BYTES as u64, next_segment_id + 1);
+    log.segments.push(segment);
+    Ok((log, writer))
+}

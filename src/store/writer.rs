@@ -1,0 +1,122 @@
+//! The append side of the active segment: encoding batches, sealing, creating segments.
+//!
+//! Invariants:
+//! 1. `write_offset` is the end of the last record written to the active segment; records are
+//!    written there and nowhere else.
+//! 2. A new segment's header is written, fsynced and its directory entry fsynced before it is
+//!    returned (segment invariant 1).
+//! 3. `seal` writes the seal record and fsyncs before the caller creates the next segment
+//!    (segment invariant 2).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::state::Segment;
+use crate::entry::Entry;
+use crate::error::{IoContext, Result};
+use crate::fs::{FileHandle, FileSystem};
+use crate::options::Options;
+use crate::segment::format::{Record, RecordSeed, SegmentHeader, RECORD_ENTRY};
+use crate::segment::{self, Loc};
+
+/// Mutable state of the single writer, behind the store's writer mutex.
+#[derive(Debug)]
+pub(crate) struct Writer<H> {
+    pub file: Arc<H>,
+    pub path: PathBuf,
+    pub segment_id: u64,
+    pub write_offset: u64,
+    pub next_segment_id: u64,
+    /// Bytes appended since the last sync (for `SyncPolicy::Auto`).
+    pub bytes_since_sync: u64,
+    buf: Vec<u8>,
+}
+
+impl<H: FileHandle> Writer<H> {
+    pub fn new(active: &Segment<H>, write_offset: u64, next_segment_id: u64) -> Self {
+        assert!(next_segment_id > active.id, "segment ids only grow: {next_segment_id} <= {}", active.id);
+        Writer {
+            file: Arc::clone(&active.file),
+            path: active.path.clone(),
+            segment_id: active.id,
+            write_offset,
+            next_segment_id,
+            bytes_since_sync: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Makes `segment` the active one.
+    pub fn switch_to(&mut self, segment: &Segment<H>, write_offset: u64) {
+        *self = Writer { buf: std::mem::take(&mut self.buf), ..Writer::new(segment, write_offset, self.next_segment_id) };
+    }
+
+    fn seed(&self, store_uid: u64) -> RecordSeed {
+        RecordSeed { store_uid, segment_id: self.segment_id }
+    }
+
+    /// Writes `entries` as one write at `write_offset`; returns their locations.
+    /// `durable_index` is recorded in each record as its `sync_lag`.
+    pub fn write_entries(&mut self, store_uid: u64, entries: &[Entry], durable_index: u64) -> Result<Vec<Loc>> {
+        let seed = self.seed(store_uid);
+        self.buf.clear();
+        let mut locs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let offset = self.write_offset + self.buf.len() as u64;
+            let lag = entry.index.saturating_sub(durable_index);
+            let record = Record {
+                record_type: RECORD_ENTRY,
+                index: entry.index,
+                term: entry.term,
+                entry_kind: entry.kind,
+                sync_lag: u32::try_from(lag).unwrap_or(u32::MAX),
+                payload: &entry.payload,
+            };
+            record.encode(seed, &mut self.buf);
+            let payload_len = u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
+            locs.push(Loc { offset, payload_len, term: entry.term });
+        }
+        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
+        self.write_offset += self.buf.len() as u64;
+        self.bytes_since_sync += self.buf.len() as u64;
+        Ok(locs)
+    }
+
+    /// Seals the active segment, whose last entry is `(last_index, last_term)` and which holds
+    /// `count` entries, and fsyncs it.
+    pub fn seal(&mut self, store_uid: u64, last_index: u64, last_term: u64, count: u64) -> Result<()> {
+        let seed = self.seed(store_uid);
+        let count = count.to_le_bytes();
+        self.buf.clear();
+        Record::seal(last_index, last_term, &count).encode(seed, &mut self.buf);
+        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
+        self.write_offset += self.buf.len() as u64;
+        self.file.sync_data().ctx("sync_data", &self.path)
+    }
+}
+
+/// Creates segment `header.segment_id` and makes its header and name durable.
+pub(crate) fn create_segment<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    options: &Options,
+    header: &SegmentHeader,
+) -> Result<Segment<F::File>> {
+    let path = dir.join(segment::file_name(header.segment_id));
+    let file = fs.create(&path).ctx("create", &path)?;
+    file.write_all_at(&header.encode(), 0).ctx("write", &path)?;
+    if options.preallocate {
+        file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
+    }
+    file.sync_data().ctx("sync_data", &path)?;
+    fs.sync_dir(dir).ctx("sync_dir", dir)?;
+    Ok(Segment {
+        id: header.segment_id,
+        path,
+        file: Arc::new(file),
+        first_index: header.first_index,
+        prev_term: header.prev_term,
+        locs: Vec::new(),
+        sealed: false,
+    })
+}
