@@ -179,14 +179,20 @@ impl Record<'_> {
         out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// A seal record closing a segment whose last entry is `(last_index, last_term)`.
-    pub fn seal(last_index: u64, last_term: u64, count: &[u8; SEAL_PAYLOAD_BYTES]) -> Record<'_> {
+    /// A seal record closing a segment whose last entry is `(last_index, last_term)`, written
+    /// when `durable_index` was durable.
+    pub fn seal(
+        last_index: u64,
+        last_term: u64,
+        durable_index: u64,
+        count: &[u8; SEAL_PAYLOAD_BYTES],
+    ) -> Record<'_> {
         Record {
             record_type: RECORD_SEAL,
             index: last_index,
             term: last_term,
             entry_kind: 0,
-            sync_lag: 0,
+            sync_lag: sync_lag(last_index, durable_index),
             payload: count,
         }
     }
@@ -196,6 +202,12 @@ impl Record<'_> {
         let bytes: [u8; SEAL_PAYLOAD_BYTES] = self.payload.try_into().ok()?;
         (self.record_type == RECORD_SEAL).then(|| u64::from_le_bytes(bytes))
     }
+}
+
+/// The `sync_lag` of a record at `index` written when `durable_index` was durable. Saturation
+/// only ever understates what was durable, which errs towards "torn", never towards "corrupt".
+pub fn sync_lag(index: u64, durable_index: u64) -> u32 {
+    u32::try_from(index.saturating_sub(durable_index)).unwrap_or(u32::MAX)
 }
 
 /// Why bytes at a position are not a record.

@@ -503,7 +503,8 @@ impl<F: FileSystem> Inner<F> {
             let (last_index, last_term) = log.active().last_record();
             (last_index, last_term, log.active().locs.len() as u64)
         };
-        writer.seal(self.store_uid, last_index, last_term, count)?;
+        let durable = self.durable_index.load(Ordering::Acquire);
+        writer.seal(self.store_uid, (last_index, last_term), count, durable)?;
         write(&self.log).active_mut().sealed = true;
         self.durable_index.fetch_max(last_index, Ordering::AcqRel);
         Ok(last_term)

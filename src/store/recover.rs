@@ -292,7 +292,8 @@ fn link<H>(
     let overridden = log.truncate_from(first); // R11
     repairs.remove.extend(overridden.into_iter().map(|segment| segment.path));
     if first > meta.first_index {
-        let continues = log.segments.last().is_some_and(|previous| {
+        let continues = log.segment_position(first - 1).is_some_and(|position| {
+            let previous = &log.segments[position];
             previous.id == header.prev_segment_id
                 && previous.loc(first - 1).map(|loc| loc.term) == Some(header.prev_term)
         });
@@ -362,13 +363,17 @@ fn open_active<F: FileSystem>(
         return Ok((log, writer));
     }
     let header = match log.segments.last() {
-        Some(last) => SegmentHeader {
-            store_uid: meta.store_uid,
-            segment_id: next_segment_id,
-            first_index: last.end_index(),
-            prev_segment_id: if last.end_index() > log.first_index { last.id } else { 0 },
-            prev_term: log.last_term(),
-        },
+        Some(_) => {
+            let last_index = log.last_index();
+            let holder = log.segment_position(last_index).filter(|_| last_index >= log.first_index);
+            SegmentHeader {
+                store_uid: meta.store_uid,
+                segment_id: next_segment_id,
+                first_index: last_index + 1,
+                prev_segment_id: holder.map_or(0, |position| log.segments[position].id),
+                prev_term: log.last_term(),
+            }
+        }
         None => SegmentHeader {
             store_uid: meta.store_uid,
             segment_id: next_segment_id,

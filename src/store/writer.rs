@@ -16,7 +16,7 @@ use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
 use crate::options::Options;
-use crate::segment::format::{Record, RecordSeed, SegmentHeader, RECORD_ENTRY};
+use crate::segment::format::{sync_lag, Record, RecordSeed, SegmentHeader, RECORD_ENTRY};
 use crate::segment::{self, Loc};
 
 /// Mutable state of the single writer, behind the store's writer mutex.
@@ -63,13 +63,12 @@ impl<H: FileHandle> Writer<H> {
         let mut locs = Vec::with_capacity(entries.len());
         for entry in entries {
             let offset = self.write_offset + self.buf.len() as u64;
-            let lag = entry.index.saturating_sub(durable_index);
             let record = Record {
                 record_type: RECORD_ENTRY,
                 index: entry.index,
                 term: entry.term,
                 entry_kind: entry.kind,
-                sync_lag: u32::try_from(lag).unwrap_or(u32::MAX),
+                sync_lag: sync_lag(entry.index, durable_index),
                 payload: &entry.payload,
             };
             record.encode(seed, &mut self.buf);
@@ -82,13 +81,13 @@ impl<H: FileHandle> Writer<H> {
         Ok(locs)
     }
 
-    /// Seals the active segment, whose last entry is `(last_index, last_term)` and which holds
+    /// Seals the active segment, whose last record is `last` (index, term) and which holds
     /// `count` entries, and fsyncs it.
-    pub fn seal(&mut self, store_uid: u64, last_index: u64, last_term: u64, count: u64) -> Result<()> {
+    pub fn seal(&mut self, store_uid: u64, last: (u64, u64), count: u64, durable_index: u64) -> Result<()> {
         let seed = self.seed(store_uid);
         let count = count.to_le_bytes();
         self.buf.clear();
-        Record::seal(last_index, last_term, &count).encode(seed, &mut self.buf);
+        Record::seal(last.0, last.1, durable_index, &count).encode(seed, &mut self.buf);
         self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
         self.write_offset += self.buf.len() as u64;
         self.file.sync_data().ctx("sync_data", &self.path)
