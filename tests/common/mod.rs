@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use raftlog::fs::{FileSystem, SimFs};
+use raftlog::{Entry, LogStore, Options};
+
+pub const DIR: &str = "/store";
+
+/// Entries from `first` on with the given terms; payloads name their index.
+pub fn entries(first: u64, terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(k, term)| {
+            let index = first + k as u64;
+            Entry::new(index, *term, format!("entry {index} term {term}"))
+        })
+        .collect()
+}
+
+/// Entries of `len` payload bytes each.
+pub fn big_entries(first: u64, count: u64, term: u64, len: usize) -> Vec<Entry> {
+    (first..first + count).map(|i| Entry::new(i, term, vec![(i % 251) as u8; len])).collect()
+}
+
+pub fn open(fs: &SimFs, options: Options) -> LogStore<SimFs> {
+    LogStore::open_with(fs.clone(), DIR, options).expect("open")
+}
+
+pub fn small_segments() -> Options {
+    Options::default().segment_bytes_max(2048)
+}
+
+pub fn path(name: &str) -> PathBuf {
+    Path::new(DIR).join(name)
+}
+
+/// Every file of the store directory with its content, sorted by name.
+pub fn snapshot(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut names = fs.list(Path::new(DIR)).expect("list");
+    names.sort();
+    names.into_iter().map(|n| (n.clone(), fs.read_file(&path(n.to_str().unwrap())).unwrap())).collect()
+}
+
+/// Segment file names, in id order.
+pub fn segment_names(fs: &SimFs) -> Vec<String> {
+    let mut names: Vec<String> = fs
+        .list(Path::new(DIR))
+        .expect("list")
+        .into_iter()
+        .filter_map(|n| n.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Appends one entry per call, so that segments rotate between them.
+pub fn append_each<F: FileSystem>(store: &LogStore<F>, entries: &[Entry]) {
+    for entry in entries {
+        store.append(std::slice::from_ref(entry)).expect("append");
+    }
+}
