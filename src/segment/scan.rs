@@ -51,7 +51,8 @@ pub(crate) struct Damage {
     /// One past the last index of the record headers that look like a continuation, unverified.
     pub apparent_end_index: u64,
     pub reason: Corruption,
-    /// The first valid record after the damage: (offset, index, durable index when written).
+    /// A valid record after the damage written when the damaged one was already durable:
+    /// (offset, index, durable index when written). Its presence proves corruption.
     pub later_valid: Option<(u64, u64, u64)>,
 }
 
@@ -113,12 +114,15 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         Ok(true)
     }
 
-    /// The first valid record after `from` whose index lies in `indexes`.
+    /// The first valid record after `from` whose index lies in `indexes` and that was written
+    /// when `durable_min` was already durable (any valid record when `durable_min` is 0).
+    /// Returns (offset, index, durable index when written).
     fn find_valid_after(
         &mut self,
         seed: RecordSeed,
         from: u64,
         indexes: std::ops::RangeInclusive<u64>,
+        durable_min: u64,
     ) -> io::Result<Option<(u64, u64, u64)>> {
         let mut offset = from + 1;
         while offset + RECORD_HEADER_BYTES as u64 <= self.len {
@@ -129,7 +133,13 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
                 && indexes.contains(&index);
             if plausible {
                 if let Ok(record) = decode_record(seed, self.record_bytes(offset)?) {
-                    return Ok(Some((offset, record.index, record.durable_index_when_written())));
+                    let durable = record.durable_index_when_written();
+                    if durable >= durable_min {
+                        return Ok(Some((offset, record.index, durable)));
+                    }
+                    // Records after a valid one follow it back to back.
+                    offset += record.encoded_len() as u64;
+                    continue;
                 }
             }
             offset += 1;
@@ -138,7 +148,7 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
     }
 
     /// One past the last index of record headers that continue from `index` at `offset`,
-    /// judged by their index field and length alone.
+    /// judged by their index field alone (the last one may run past the end of the file).
     fn apparent_end(&mut self, mut offset: u64, mut index: u64) -> io::Result<u64> {
         while offset + RECORD_HEADER_BYTES as u64 <= self.len {
             let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
@@ -146,10 +156,7 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
                 break;
             }
             let len = u64::from(peek_payload_len(header).unwrap_or(0));
-            if offset + RECORD_HEADER_BYTES as u64 + len > self.len {
-                break;
-            }
-            offset += RECORD_HEADER_BYTES as u64 + len;
+            offset = offset.saturating_add(RECORD_HEADER_BYTES as u64 + len);
             index += 1;
         }
         Ok(index)
@@ -171,7 +178,7 @@ pub(crate) fn scan_segment<H: FileHandle>(
         }
         Ok(header) => header,
         Err(reason) => {
-            let later_valid = reader.find_valid_after(seed, 0, 1..=u64::MAX)?.map(|(offset, ..)| offset);
+            let later_valid = reader.find_valid_after(seed, 0, 1..=u64::MAX, 0)?.map(|(offset, ..)| offset);
             return Ok(Err(HeaderDamage { reason, identity: false, later_valid, file_len: reader.len }));
         }
     };
@@ -223,7 +230,7 @@ pub(crate) fn scan_segment<H: FileHandle>(
                 later_valid: {
                     // Records are at least a header long: no later index can exceed this.
                     let index_max = expected_index + reader.len / RECORD_HEADER_BYTES as u64;
-                    reader.find_valid_after(seed, offset, expected_index..=index_max)?
+                    reader.find_valid_after(seed, offset, expected_index..=index_max, expected_index)?
                 },
             });
         }

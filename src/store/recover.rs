@@ -256,8 +256,7 @@ fn classify_tail<H>(
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let Tail::Damaged(damage) = &scanned.tail else { return Ok(()) };
-    let proof = damage.later_valid.filter(|(_, _, durable)| *durable >= damage.expected_index);
-    if let Some((_, later_index, _)) = proof {
+    if let Some((_, later_index, _)) = damage.later_valid {
         let indexes = Some(damage.expected_index..later_index + 1);
         let reason = Corruption::DamagedBeforeDurable;
         return Err(Error::corrupt(path, damage.offset, indexes, reason)); // R8

@@ -1,0 +1,450 @@
+//! One test per row of the recovery decision table (format/SPEC.md, "Recovery"), and the
+//! fault-injection rules: failed writes and fsyncs poison the store, damaged bytes are never
+//! returned, readers never wait for an fsync.
+
+mod common;
+
+use std::path::Path;
+
+use common::{append_each, big_entries, open, path, segment_names, small_segments, snapshot};
+use raftlog::fs::{FaultOp, FileSystem, SimFs};
+use raftlog::{Corruption, Error, HardState, LogStore, Options};
+
+const RECORD: u64 = 32 + 100; // record bytes of a 100-byte payload
+const HEADER: u64 = 64;
+
+fn record_offset(position: u64) -> u64 {
+    HEADER + position * RECORD
+}
+
+/// A store holding entries 1..=count of 100 bytes in one segment, all synced.
+fn one_segment(fs: &SimFs, count: u64) -> LogStore<SimFs> {
+    let store = open(fs, Options::default());
+    store.append(&big_entries(1, count, 1, 100)).unwrap();
+    store.sync().unwrap();
+    store
+}
+
+/// Opens and expects `Corrupt` for `reason`, with the directory left as it was.
+fn expect_corrupt(fs: &SimFs, options: Options, want: fn(&Corruption) -> bool) -> (String, u64) {
+    let before = snapshot(fs);
+    let got = LogStore::open_with(fs.clone(), common::DIR, options);
+    let Err(Error::Corrupt { path, offset, reason, .. }) = got else {
+        panic!("expected Corrupt, got {got:?}");
+    };
+    assert!(want(&reason), "wrong reason {reason:?}");
+    assert_eq!(snapshot(fs), before, "a refused open changed the directory");
+    (path.file_name().unwrap().to_str().unwrap().to_owned(), offset)
+}
+
+#[test]
+fn r1_new_store_is_created_once() {
+    let fs = SimFs::new();
+    assert!(open(&fs, Options::default()).recovery_report().created);
+    assert!(!open(&fs, Options::default()).recovery_report().created);
+}
+
+#[test]
+fn r2_missing_or_unreadable_meta_with_segments_is_corrupt() {
+    let fs = SimFs::new();
+    drop(one_segment(&fs, 3));
+    let meta = fs.read_file(&path("meta")).unwrap();
+    fs.remove_durable(&path("meta"));
+    expect_corrupt(&fs, Options::default(), |r| *r == Corruption::Meta);
+    fs.write_file_durable(&path("meta"), &meta);
+    fs.flip_bit(&path("meta"), 8 * 20).unwrap();
+    fs.flip_bit(&path("meta"), 8 * (512 + 20)).unwrap();
+    expect_corrupt(&fs, Options::default(), |r| *r == Corruption::Meta);
+}
+
+#[test]
+fn r3_one_damaged_meta_slot_falls_back_to_the_other() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 3);
+    store.set_hard_state(HardState::new(1, 0, 1)).unwrap(); // sequence 2, slot 0
+    store.set_hard_state(HardState::new(2, 0, 2)).unwrap(); // sequence 3, slot 1
+    drop(store);
+    fs.flip_bit(&path("meta"), 8 * (512 + 30)).unwrap(); // a torn (or rotten) newest slot
+    let store = open(&fs, Options::default());
+    assert_eq!(store.recovery_report().damaged_meta_slot, Some(1));
+    assert_eq!(store.hard_state(), HardState::new(1, 0, 1));
+    store.set_hard_state(HardState::new(3, 0, 3)).unwrap(); // rewrites the damaged slot
+    drop(store);
+    let store = open(&fs, Options::default());
+    assert_eq!((store.hard_state(), store.recovery_report().damaged_meta_slot), (HardState::new(3, 0, 3), None));
+}
+
+#[test]
+fn r4_dead_segments_that_come_back_are_removed() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 20, 1, 300));
+    let first = segment_names(&fs)[0].clone();
+    let bytes = fs.read_file(&path(&first)).unwrap();
+    store.compact_to(15).unwrap();
+    assert!(!segment_names(&fs).contains(&first));
+    drop(store);
+    fs.write_file_durable(&path(&first), &bytes); // the unsynced removal was lost
+    let store = open(&fs, small_segments());
+    assert_eq!(store.recovery_report().removed_segments, vec![path(&first)]);
+    assert_eq!((store.first_index(), store.last_index()), (16, 20));
+    assert!(!segment_names(&fs).contains(&first));
+}
+
+#[test]
+fn r5_unfinished_segment_creation_is_removed() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 12, 1, 300));
+    drop(store);
+    // The newest segment's creation was cut short: its records never landed, its header tore.
+    let name = segment_names(&fs).pop().unwrap();
+    fs.write_file_durable(&path(&name), &[0x52, 0x4c, 0x53, 0x47, 1, 0, 0]);
+    let store = open(&fs, small_segments());
+    let torn = store.recovery_report().torn_tail.clone().expect("reported");
+    assert_eq!((torn.path, torn.offset, torn.bytes_cut), (path(&name), 0, 7));
+    assert!(store.recovery_report().removed_segments.contains(&path(&name)));
+    let last = store.last_index();
+    assert!((5..12).contains(&last), "the sealed segments are intact: last {last}");
+    assert_eq!(store.entries(1, last + 1, u64::MAX).unwrap(), big_entries(1, last, 1, 300));
+}
+
+#[test]
+fn r6_damaged_or_foreign_headers_are_corrupt() {
+    // A damaged header in a sealed segment.
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 12, 1, 300));
+    drop(store);
+    let first = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&first), 8 * 30).unwrap();
+    let (file, _) = expect_corrupt(&fs, small_segments(), |r| *r == Corruption::Checksum);
+    assert_eq!(file, first);
+
+    // A damaged header in the last segment, with valid records after it.
+    let fs = SimFs::new();
+    drop(one_segment(&fs, 3));
+    let name = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&name), 8 * 30).unwrap();
+    let (_, offset) = expect_corrupt(&fs, Options::default(), |r| *r == Corruption::Checksum);
+    assert_eq!(offset, record_offset(0), "names the valid record that proves the damage");
+
+    // A segment of another store in place of one of ours.
+    let other = SimFs::new();
+    drop(one_segment(&other, 3));
+    let foreign = other.read_file(&path(&segment_names(&other)[0])).unwrap();
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 12, 1, 300));
+    drop(store);
+    fs.write_file_durable(&path(&segment_names(&fs)[0]), &foreign);
+    expect_corrupt(&fs, small_segments(), |r| matches!(r, Corruption::Identity(_)));
+}
+
+#[test]
+fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 3);
+    store.append(&big_entries(4, 2, 1, 100)).unwrap(); // never synced
+    drop(store);
+    let name = segment_names(&fs)[0].clone();
+    let mut bytes = fs.read_file(&path(&name)).unwrap();
+    bytes.truncate(bytes.len() - 10); // entry 5 torn
+    fs.write_file_durable(&path(&name), &bytes);
+    let store = open(&fs, Options::default());
+    let torn = store.recovery_report().torn_tail.clone().expect("reported");
+    assert_eq!((torn.offset, torn.bytes_cut, torn.indexes_cut), (record_offset(4), RECORD - 10, 5..6));
+    assert_eq!(store.last_index(), 4);
+    assert_eq!(fs.read_file(&path(&name)).unwrap().len() as u64, record_offset(4), "cut on disk");
+    assert_eq!(store.entries(1, 5, u64::MAX).unwrap(), big_entries(1, 4, 1, 100));
+}
+
+#[test]
+fn r7_damage_in_the_last_record_is_undecidable_and_cut() {
+    // Nothing after the last record can prove it was synced (CTRL's "fundamental limitation"):
+    // it is cut and reported, unless the commit index covers it (row 13).
+    let fs = SimFs::new();
+    drop(one_segment(&fs, 3));
+    let name = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&name), 8 * (record_offset(2) + 40)).unwrap();
+    let store = open(&fs, Options::default());
+    assert_eq!(store.recovery_report().torn_tail.as_ref().unwrap().indexes_cut, 3..4);
+    assert_eq!(store.last_index(), 2);
+}
+
+#[test]
+fn r8_damage_followed_by_records_written_after_it_was_synced_is_corrupt() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 3);
+    store.append(&big_entries(4, 3, 1, 100)).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let name = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&name), 8 * (record_offset(1) + 50)).unwrap();
+    let (file, offset) = expect_corrupt(&fs, Options::default(), |r| *r == Corruption::DamagedBeforeDurable);
+    assert_eq!((file, offset), (name, record_offset(1)));
+}
+
+#[test]
+fn r8_damage_followed_only_by_unsynced_records_is_a_torn_tail() {
+    // Unsynced writes can land out of order: a later record present after a missing one is a
+    // crash state, not corruption, as long as nothing proves the missing one was synced.
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 3);
+    store.append(&big_entries(4, 1, 1, 100)).unwrap();
+    store.append(&big_entries(5, 1, 1, 100)).unwrap();
+    drop(store);
+    let name = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&name), 8 * (record_offset(3) + 50)).unwrap(); // entry 4 lost, 5 landed
+    let store = open(&fs, Options::default());
+    assert_eq!(store.recovery_report().torn_tail.as_ref().unwrap().offset, record_offset(3));
+    assert_eq!(store.last_index(), 3);
+}
+
+#[test]
+fn r9_damaged_or_unsealed_sealed_segments_are_corrupt() {
+    let build = || {
+        let fs = SimFs::new();
+        let store = open(&fs, small_segments());
+        append_each(&store, &big_entries(1, 12, 1, 300));
+        drop(store);
+        let first = segment_names(&fs)[0].clone();
+        (fs, first)
+    };
+    let (fs, first) = build();
+    fs.flip_bit(&path(&first), 8 * (HEADER + 40)).unwrap();
+    let (file, offset) = expect_corrupt(&fs, small_segments(), |r| *r == Corruption::Checksum);
+    assert_eq!((file, offset), (first, HEADER));
+
+    let (fs, first) = build();
+    let mut bytes = fs.read_file(&path(&first)).unwrap();
+    bytes.truncate(bytes.len() - 40); // the seal record
+    fs.write_file_durable(&path(&first), &bytes);
+    expect_corrupt(&fs, small_segments(), |r| *r == Corruption::BadSeal);
+}
+
+#[test]
+fn r10_a_missing_segment_is_corrupt() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 20, 1, 300));
+    drop(store);
+    let names = segment_names(&fs);
+    assert!(names.len() >= 3);
+    fs.remove_durable(&path(&names[1]));
+    expect_corrupt(&fs, small_segments(), |r| *r == Corruption::MissingEntries);
+}
+
+#[test]
+fn r11_an_overridden_segment_that_comes_back_is_removed() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 12, 1, 300));
+    let mut names = segment_names(&fs);
+    names.pop(); // the active segment changes (it is sealed) before it is deleted
+    let saved: Vec<_> = names.into_iter().map(|n| (n.clone(), fs.read_file(&path(&n)).unwrap())).collect();
+    store.truncate_suffix(3).unwrap();
+    store.append(&big_entries(3, 2, 2, 50)).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    for (name, bytes) in &saved {
+        if !segment_names(&fs).contains(name) {
+            fs.write_file_durable(&path(name), bytes); // lost removals
+        }
+    }
+    let store = open(&fs, small_segments());
+    assert!(!store.recovery_report().removed_segments.is_empty());
+    assert_eq!(store.last_index(), 4);
+    assert_eq!(store.entries(3, 5, u64::MAX).unwrap(), big_entries(3, 2, 2, 50));
+}
+
+#[test]
+fn r12_a_segment_that_does_not_continue_its_predecessor_is_corrupt() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    store.append(&big_entries(1, 10, 1, 10)).unwrap();
+    store.truncate_suffix(5).unwrap(); // segment B starts at 5
+    append_each(&store, &big_entries(5, 2, 2, 1500)); // segment C starts at 6, after B
+    store.sync().unwrap();
+    drop(store);
+    let names = segment_names(&fs);
+    fs.remove_durable(&path(&names[1])); // lose B: C would override A's stale 6..10
+    expect_corrupt(&fs, small_segments(), |r| *r == Corruption::BrokenChain);
+}
+
+#[test]
+fn r13_commit_beyond_the_recovered_log_is_corrupt() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 5);
+    store.set_hard_state(HardState::new(1, 0, 5)).unwrap();
+    drop(store);
+    let name = segment_names(&fs)[0].clone();
+    let mut bytes = fs.read_file(&path(&name)).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    fs.write_file_durable(&path(&name), &bytes);
+    let (file, offset) = expect_corrupt(&fs, Options::default(), |r| {
+        *r == Corruption::CommitBeyondLog { commit: 5, last_index: 4 }
+    });
+    assert_eq!((file, offset), (name, record_offset(4)));
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_store_until_reopen() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 3);
+    fs.fail_nth(FaultOp::SyncData, 0);
+    store.append(&big_entries(4, 1, 1, 100)).unwrap();
+    assert!(matches!(store.sync(), Err(Error::Io { op: "sync_data", .. })));
+    assert!(matches!(store.append(&big_entries(5, 1, 1, 100)), Err(Error::Poisoned)));
+    assert!(matches!(store.sync(), Err(Error::Poisoned)));
+    assert!(matches!(store.set_hard_state(HardState::new(1, 0, 1)), Err(Error::Poisoned)));
+    assert!(matches!(store.truncate_suffix(4), Err(Error::Poisoned)));
+    assert!(matches!(store.compact_to(1), Err(Error::Poisoned)));
+    assert!(matches!(store.reset(9, 9), Err(Error::Poisoned)));
+    assert_eq!(store.entries(1, 4, u64::MAX).unwrap(), big_entries(1, 3, 1, 100), "reads go on");
+    drop(store);
+    let store = open(&fs, Options::default());
+    assert!(store.last_index() >= 3);
+    store.append(&big_entries(store.last_index() + 1, 1, 1, 100)).unwrap();
+}
+
+#[test]
+fn failed_writes_and_a_full_disk_poison_the_store() {
+    let faults: [(&str, fn(&SimFs)); 4] = [
+        ("EIO on write", |fs| fs.fail_nth(FaultOp::Write, 0)),
+        ("ENOSPC", |fs| fs.set_space_limit(Some(6000))),
+        ("failed directory sync at rotation", |fs| fs.fail_nth(FaultOp::SyncDir, 0)),
+        ("failed create at rotation", |fs| fs.fail_nth(FaultOp::Create, 0)),
+    ];
+    for (name, inject) in faults {
+        let fs = SimFs::new();
+        let store = open(&fs, small_segments());
+        append_each(&store, &big_entries(1, 3, 1, 300));
+        store.sync().unwrap();
+        inject(&fs);
+        let failed = (4..40).find_map(|i| store.append(&big_entries(i, 1, 1, 300)).err());
+        assert!(matches!(failed, Some(Error::Io { .. })), "{name}: got {failed:?}");
+        assert!(matches!(store.append(&big_entries(store.last_index() + 1, 1, 1, 300)), Err(Error::Poisoned)), "{name}");
+        drop(store);
+        fs.set_space_limit(None);
+        let store = open(&fs, small_segments());
+        assert_eq!(store.entries(1, 4, u64::MAX).unwrap(), big_entries(1, 3, 1, 300), "{name}");
+    }
+}
+
+#[test]
+fn damaged_bytes_are_never_returned_by_reads() {
+    let fs = SimFs::new();
+    let store = one_segment(&fs, 5);
+    let name = segment_names(&fs)[0].clone();
+    fs.flip_bit(&path(&name), 8 * (record_offset(2) + 60)).unwrap();
+    let got = store.entries(1, 6, u64::MAX);
+    let Err(Error::Corrupt { path: p, offset, indexes, reason }) = got else { panic!("got {got:?}") };
+    assert_eq!((p, offset, indexes, reason), (path(&name), record_offset(2), Some(3..4), Corruption::Checksum));
+    assert_eq!(store.entries(1, 3, u64::MAX).unwrap(), big_entries(1, 2, 1, 100));
+    store.append(&big_entries(6, 1, 1, 100)).unwrap(); // a read error does not poison
+}
+
+mod gated {
+    //! A file system whose `sync_data` blocks until released, to show who waits for it.
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use raftlog::fs::{FileHandle, FileSystem, SimFs};
+
+    #[derive(Clone, Default)]
+    pub struct GatedFs {
+        pub sim: SimFs,
+        /// (closed, a sync is waiting)
+        pub gate: Arc<(Mutex<(bool, bool)>, Condvar)>,
+    }
+
+    pub struct GatedFile {
+        file: <SimFs as FileSystem>::File,
+        gate: Arc<(Mutex<(bool, bool)>, Condvar)>,
+    }
+
+    impl GatedFs {
+        pub fn set_closed(&self, closed: bool) {
+            self.gate.0.lock().unwrap().0 = closed;
+            self.gate.1.notify_all();
+        }
+
+        pub fn wait_for_blocked_sync(&self) {
+            let mut state = self.gate.0.lock().unwrap();
+            while !state.1 {
+                state = self.gate.1.wait(state).unwrap();
+            }
+        }
+    }
+
+    impl FileSystem for GatedFs {
+        type File = GatedFile;
+        type Lock = <SimFs as FileSystem>::Lock;
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> { self.sim.create_dir_all(dir) }
+        fn lock(&self, path: &Path) -> io::Result<Self::Lock> { self.sim.lock(path) }
+        fn create(&self, path: &Path) -> io::Result<GatedFile> {
+            Ok(GatedFile { file: self.sim.create(path)?, gate: Arc::clone(&self.gate) })
+        }
+        fn open(&self, path: &Path) -> io::Result<GatedFile> {
+            Ok(GatedFile { file: self.sim.open(path)?, gate: Arc::clone(&self.gate) })
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> { self.sim.remove(path) }
+        fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> { self.sim.list(dir) }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> { self.sim.sync_dir(dir) }
+    }
+
+    impl FileHandle for GatedFile {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> { self.file.read_exact_at(buf, offset) }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> { self.file.write_all_at(buf, offset) }
+        fn len(&self) -> io::Result<u64> { self.file.len() }
+        fn set_len(&self, len: u64) -> io::Result<()> { self.file.set_len(len) }
+        fn allocate(&self, len: u64) -> io::Result<()> { self.file.allocate(len) }
+        fn sync_data(&self) -> io::Result<()> {
+            let (lock, signal) = &*self.gate;
+            let mut state = lock.lock().unwrap();
+            if state.0 {
+                state.1 = true;
+                signal.notify_all();
+                while state.0 {
+                    state = signal.wait(state).unwrap();
+                }
+                state.1 = false;
+            }
+            drop(state);
+            self.file.sync_data()
+        }
+    }
+}
+
+#[test]
+fn readers_and_appends_never_wait_for_an_fsync_in_progress() {
+    let fs = gated::GatedFs::default();
+    let store = std::sync::Arc::new(LogStore::open_with(fs.clone(), common::DIR, Options::default()).unwrap());
+    store.append(&big_entries(1, 10, 1, 100)).unwrap();
+    fs.set_closed(true);
+    let syncer = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || store.sync())
+    };
+    fs.wait_for_blocked_sync();
+    // The fsync is stuck; these would hang the test if they waited for it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let read = store.entries(1, 11, u64::MAX).map(|e| e.len());
+            let term = store.term(10);
+            let appended = store.append(&big_entries(11, 1, 1, 100));
+            done.send((read.ok(), term.ok(), appended.is_ok())).unwrap();
+        })
+    };
+    let got = finished.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(got.ok(), Some((Some(10), Some(1), true)), "a reader or appender waited for the fsync");
+    assert_eq!(store.durable_index(), 0);
+    fs.set_closed(false);
+    assert_eq!(syncer.join().unwrap().unwrap(), 10);
+    worker.join().unwrap();
+    let _ = Path::new(common::DIR);
+}
