@@ -17,12 +17,13 @@ use raftlog::{Entry, Error, HardState, LogStore, Options};
 
 const DIR: &str = "/store";
 /// Crash states to explore per run (each is a workload prefix, a crash point and a seed).
-const CRASH_STATES_MIN: usize = 20_000;
+const CRASH_STATES_MIN: usize = 40_000;
 const OPS_PER_WORKLOAD: usize = 36;
 const SEEDS_PER_POINT: u64 = 2;
 
-fn options() -> Options {
-    Options::default().segment_bytes_max(2048)
+/// Odd workloads preallocate their segments, even ones grow them.
+fn options(workload: u64) -> Options {
+    Options::default().segment_bytes_max(2048).preallocate(workload % 2 == 1)
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +171,7 @@ fn apply(store: &LogStore<SimFs>, op: &Op) -> Result<(), Error> {
 /// Runs workload `seed` with the disk halting after `halt_after` mutating operations.
 /// Returns the model and the operation that failed at the halt, if any.
 fn run_workload(fs: &SimFs, seed: u64, halt_after: Option<u64>) -> (Model, Option<Op>) {
-    let store = LogStore::open_with(fs.clone(), DIR, options()).expect("fresh open");
+    let store = LogStore::open_with(fs.clone(), DIR, options(seed)).expect("fresh open");
     if let Some(ops) = halt_after {
         fs.halt_after(ops);
     }
@@ -179,7 +180,6 @@ fn run_workload(fs: &SimFs, seed: u64, halt_after: Option<u64>) -> (Model, Optio
     for _ in 0..OPS_PER_WORKLOAD {
         let op = model.generate(&mut rng);
         model.before(&op);
-        if std::env::var("TRACE").is_ok() { eprintln!("ops={} {:?}", fs.mutating_ops(), match &op { Op::Append(e) => format!("append {:?}", e.iter().map(|e| (e.index, e.term, e.payload.len())).collect::<Vec<_>>()), o => format!("{o:?}") }); }
         match apply(&store, &op) {
             Ok(()) => model.after_ok(&op, store.durable_index()),
             Err(Error::Io { .. } | Error::Poisoned) if halt_after.is_some() => {
@@ -249,12 +249,12 @@ fn check(store: &LogStore<SimFs>, model: &Model, inflight: Option<&Op>) -> Resul
 }
 
 /// The recovered store accepts a write that survives a clean reopen.
-fn check_writable(fs: &SimFs, store: LogStore<SimFs>) -> Result<(), String> {
+fn check_writable(fs: &SimFs, store: LogStore<SimFs>, options: Options) -> Result<(), String> {
     let next = Entry::new(store.last_index() + 1, store.term(store.last_index()).unwrap(), "after");
     store.append(std::slice::from_ref(&next)).map_err(|e| format!("append after recovery: {e}"))?;
     store.sync().map_err(|e| format!("sync after recovery: {e}"))?;
     drop(store);
-    let store = LogStore::open_with(fs.clone(), DIR, options()).map_err(|e| format!("reopen: {e}"))?;
+    let store = LogStore::open_with(fs.clone(), DIR, options).map_err(|e| format!("reopen: {e}"))?;
     let got = store.entries(next.index, next.index + 1, 0).map_err(|e| e.to_string())?;
     if got != [next] {
         return Err("entry written after recovery lost".into());
@@ -278,13 +278,13 @@ fn acknowledged_state_survives_every_crash_point() {
                 let (model, inflight) = run_workload(&fs, workload, Some(halt_after));
                 fs.crash(workload << 32 | halt_after << 8 | crash_seed);
                 let case = format!("workload {workload}, crash after {halt_after} ops, seed {crash_seed}");
-                let store = LogStore::open_with(fs.clone(), DIR, options())
+                let store = LogStore::open_with(fs.clone(), DIR, options(workload))
                     .unwrap_or_else(|e| panic!("{case}: open failed: {e}"));
                 torn_tails += usize::from(store.recovery_report().torn_tail.is_some());
                 if let Err(violation) = check(&store, &model, inflight.as_ref()) {
                     panic!("{case}: {violation}\ninflight {inflight:?}\nreport {:?}", store.recovery_report());
                 }
-                check_writable(&fs, store).unwrap_or_else(|e| panic!("{case}: {e}"));
+                check_writable(&fs, store, options(workload)).unwrap_or_else(|e| panic!("{case}: {e}"));
                 states += 1;
             }
         }
