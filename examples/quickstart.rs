@@ -29,7 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = LogStore::open(dir.path(), Options::default())?;
     let started = Instant::now();
     for first in (1..=ENTRIES).step_by(BATCH as usize) {
-        let batch: Vec<Entry> = (first..first + BATCH).map(|i| Entry::new(i, 1, payload(i))).collect();
+        let batch: Vec<Entry> =
+            (first..first + BATCH).map(|i| Entry::new(i, 1, payload(i))).collect();
         store.append(&batch)?;
         store.sync()?;
     }
@@ -47,13 +48,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let store = LogStore::open(dir.path(), Options::default())?;
-    println!("reopened in {:.1} ms: {:?}", started.elapsed().as_secs_f64() * 1e3, store.recovery_report());
+    println!(
+        "reopened in {:.1} ms: {:?}",
+        started.elapsed().as_secs_f64() * 1e3,
+        store.recovery_report()
+    );
 
     let started = Instant::now();
     let mut next = 1;
     while next <= store.last_index() {
         for entry in store.entries(next, store.last_index() + 1, 4 << 20)? {
-            assert_eq!((entry.index, &entry.payload[..]), (next, &payload(next)[..]), "read back wrong bytes");
+            assert_eq!(
+                (entry.index, &entry.payload[..]),
+                (next, &payload(next)[..]),
+                "read back wrong bytes"
+            );
             next += 1;
         }
     }

@@ -144,7 +144,9 @@ impl Meta {
         let current = self.hard_state;
         let rule = if proposed.term < current.term {
             Some(crate::error::HardStateRule::TermRegression)
-        } else if proposed.term == current.term && current.vote != 0 && proposed.vote != current.vote
+        } else if proposed.term == current.term
+            && current.vote != 0
+            && proposed.vote != current.vote
         {
             Some(crate::error::HardStateRule::VoteChange)
         } else if proposed.commit < current.commit {
@@ -180,7 +182,7 @@ impl<F: FileSystem> MetaFile<F> {
     /// Reads both slots of `path` and picks the newest valid one.
     pub(crate) fn read(fs: &F, path: &Path) -> Result<(F::File, MetaRead)> {
         let file = fs.open(path).ctx("open", path)?;
-        let len = file.len().ctx("stat", path)?;
+        let len = file.size().ctx("stat", path)?;
         let mut slots = [[0u8; META_SLOT_BYTES]; 2];
         for (i, slot) in slots.iter_mut().enumerate() {
             let offset = (i * META_SLOT_BYTES) as u64;

@@ -33,12 +33,36 @@ fn append_refuses_bad_batches_and_changes_nothing() {
         want: fn(&Error) -> bool,
     }
     let cases = [
-        Case { name: "gap", batch: entries(5, &[2]), want: |e| matches!(e, Error::NotContiguous { expected: 4, got: 5 }) },
-        Case { name: "overlap", batch: entries(3, &[2]), want: |e| matches!(e, Error::NotContiguous { expected: 4, got: 3 }) },
-        Case { name: "gap inside the batch", batch: vec![Entry::new(4, 2, "a"), Entry::new(6, 2, "b")], want: |e| matches!(e, Error::NotContiguous { expected: 5, got: 6 }) },
-        Case { name: "term below the last", batch: entries(4, &[1]), want: |e| matches!(e, Error::TermRegression { index: 4, term: 1, previous_term: 2 }) },
-        Case { name: "term going back inside the batch", batch: entries(4, &[3, 2]), want: |e| matches!(e, Error::TermRegression { index: 5, .. }) },
-        Case { name: "entry over entry_bytes_max", batch: vec![Entry::new(4, 2, vec![0u8; 101])], want: |e| matches!(e, Error::EntryTooLarge { index: 4, bytes: 101, max: 100 }) },
+        Case {
+            name: "gap",
+            batch: entries(5, &[2]),
+            want: |e| matches!(e, Error::NotContiguous { expected: 4, got: 5 }),
+        },
+        Case {
+            name: "overlap",
+            batch: entries(3, &[2]),
+            want: |e| matches!(e, Error::NotContiguous { expected: 4, got: 3 }),
+        },
+        Case {
+            name: "gap inside the batch",
+            batch: vec![Entry::new(4, 2, "a"), Entry::new(6, 2, "b")],
+            want: |e| matches!(e, Error::NotContiguous { expected: 5, got: 6 }),
+        },
+        Case {
+            name: "term below the last",
+            batch: entries(4, &[1]),
+            want: |e| matches!(e, Error::TermRegression { index: 4, term: 1, previous_term: 2 }),
+        },
+        Case {
+            name: "term going back inside the batch",
+            batch: entries(4, &[3, 2]),
+            want: |e| matches!(e, Error::TermRegression { index: 5, .. }),
+        },
+        Case {
+            name: "entry over entry_bytes_max",
+            batch: vec![Entry::new(4, 2, vec![0u8; 101])],
+            want: |e| matches!(e, Error::EntryTooLarge { index: 4, bytes: 101, max: 100 }),
+        },
     ];
     for case in cases {
         let fs = SimFs::new();
@@ -47,7 +71,9 @@ fn append_refuses_bad_batches_and_changes_nothing() {
         let err = store.append(&case.batch).expect_err(case.name);
         assert!((case.want)(&err), "{}: got {err:?}", case.name);
         assert_eq!(store.last_index(), 3, "{}: last index moved", case.name);
-        store.append(&entries(4, &[2])).unwrap_or_else(|e| panic!("{}: store unusable: {e}", case.name));
+        store
+            .append(&entries(4, &[2]))
+            .unwrap_or_else(|e| panic!("{}: store unusable: {e}", case.name));
         assert_eq!(store.entries(1, 5, u64::MAX).unwrap().len(), 4, "{}", case.name);
     }
 }
@@ -67,15 +93,51 @@ fn entries_and_term_answer_inside_the_log_and_refuse_outside() {
         want: Result<Vec<u64>, fn(&Error) -> bool>,
     }
     let cases = [
-        Case { name: "whole live log", lo: 11, hi: 31, max_bytes: u64::MAX, want: Ok((11..31).collect()) },
+        Case {
+            name: "whole live log",
+            lo: 11,
+            hi: 31,
+            max_bytes: u64::MAX,
+            want: Ok((11..31).collect()),
+        },
         Case { name: "empty range", lo: 20, hi: 20, max_bytes: u64::MAX, want: Ok(vec![]) },
         Case { name: "empty range at the end", lo: 31, hi: 31, max_bytes: 0, want: Ok(vec![]) },
-        Case { name: "one entry over max_bytes still returned", lo: 12, hi: 20, max_bytes: 1, want: Ok(vec![12]) },
-        Case { name: "stops before exceeding max_bytes", lo: 12, hi: 20, max_bytes: 900, want: Ok(vec![12, 13, 14]) },
+        Case {
+            name: "one entry over max_bytes still returned",
+            lo: 12,
+            hi: 20,
+            max_bytes: 1,
+            want: Ok(vec![12]),
+        },
+        Case {
+            name: "stops before exceeding max_bytes",
+            lo: 12,
+            hi: 20,
+            max_bytes: 900,
+            want: Ok(vec![12, 13, 14]),
+        },
         Case { name: "exactly max_bytes", lo: 12, hi: 20, max_bytes: 600, want: Ok(vec![12, 13]) },
-        Case { name: "lo above hi", lo: 15, hi: 14, max_bytes: u64::MAX, want: Err(|e| matches!(e, Error::InvalidRange { lo: 15, hi: 14 })) },
-        Case { name: "compacted", lo: 10, hi: 12, max_bytes: u64::MAX, want: Err(|e| matches!(e, Error::Compacted { index: 10, first_index: 11 })) },
-        Case { name: "beyond the last", lo: 25, hi: 32, max_bytes: u64::MAX, want: Err(|e| matches!(e, Error::Unavailable { index: 31, last_index: 30 })) },
+        Case {
+            name: "lo above hi",
+            lo: 15,
+            hi: 14,
+            max_bytes: u64::MAX,
+            want: Err(|e| matches!(e, Error::InvalidRange { lo: 15, hi: 14 })),
+        },
+        Case {
+            name: "compacted",
+            lo: 10,
+            hi: 12,
+            max_bytes: u64::MAX,
+            want: Err(|e| matches!(e, Error::Compacted { index: 10, first_index: 11 })),
+        },
+        Case {
+            name: "beyond the last",
+            lo: 25,
+            hi: 32,
+            max_bytes: u64::MAX,
+            want: Err(|e| matches!(e, Error::Unavailable { index: 31, last_index: 30 })),
+        },
     ];
     for case in cases {
         let got = store.entries(case.lo, case.hi, case.max_bytes);
@@ -119,9 +181,21 @@ fn truncate_suffix_rules() {
         want: Result<u64, fn(&Error) -> bool>,
     }
     let cases = [
-        Case { name: "at the commit index", from: 5, want: Err(|e| matches!(e, Error::Committed { index: 5, commit: 5 })) },
-        Case { name: "below the commit index", from: 2, want: Err(|e| matches!(e, Error::Committed { index: 2, commit: 5 })) },
-        Case { name: "beyond last + 1", from: 12, want: Err(|e| matches!(e, Error::Unavailable { index: 12, last_index: 10 })) },
+        Case {
+            name: "at the commit index",
+            from: 5,
+            want: Err(|e| matches!(e, Error::Committed { index: 5, commit: 5 })),
+        },
+        Case {
+            name: "below the commit index",
+            from: 2,
+            want: Err(|e| matches!(e, Error::Committed { index: 2, commit: 5 })),
+        },
+        Case {
+            name: "beyond last + 1",
+            from: 12,
+            want: Err(|e| matches!(e, Error::Unavailable { index: 12, last_index: 10 })),
+        },
         Case { name: "last + 1 is a no-op", from: 11, want: Ok(10) },
         Case { name: "just above commit", from: 6, want: Ok(5) },
         Case { name: "the last entry", from: 10, want: Ok(9) },
@@ -142,7 +216,10 @@ fn truncate_suffix_rules() {
                 let store = open(&fs, small_segments());
                 assert_eq!(store.last_index(), last + 1, "{}: after reopen", case.name);
                 assert_eq!(store.term(last + 1).unwrap(), 2, "{}: new entry", case.name);
-                assert_eq!(store.entries(1, last + 1, u64::MAX).unwrap(), big_entries(1, last, 1, 300));
+                assert_eq!(
+                    store.entries(1, last + 1, u64::MAX).unwrap(),
+                    big_entries(1, last, 1, 300)
+                );
             }
             (Err(err), Err(want)) => {
                 assert!(want(&err), "{}: got {err:?}", case.name);
@@ -187,7 +264,10 @@ fn compact_to_rules() {
     drop(store);
     let store = open(&fs, small_segments());
     assert_eq!((store.first_index(), store.last_index(), store.term(31).unwrap()), (32, 35, 2));
-    assert!(matches!(store.entries(31, 33, u64::MAX), Err(Error::Compacted { index: 31, first_index: 32 })));
+    assert!(matches!(
+        store.entries(31, 33, u64::MAX),
+        Err(Error::Compacted { index: 31, first_index: 32 })
+    ));
     store.compact_to(35).unwrap();
     assert_eq!((store.first_index(), store.last_index(), store.term(35).unwrap()), (36, 35, 2));
     store.append(&entries(36, &[3])).unwrap();
@@ -223,10 +303,26 @@ fn set_hard_state_rules() {
     }
     let current = HardState::new(5, 2, 3);
     let cases = [
-        Case { name: "term below", proposed: HardState::new(4, 2, 3), want: Some(HardStateRule::TermRegression) },
-        Case { name: "other vote same term", proposed: HardState::new(5, 3, 3), want: Some(HardStateRule::VoteChange) },
-        Case { name: "commit going back", proposed: HardState::new(5, 2, 2), want: Some(HardStateRule::CommitRegression) },
-        Case { name: "commit beyond the log", proposed: HardState::new(5, 2, 7), want: Some(HardStateRule::CommitBeyondLog) },
+        Case {
+            name: "term below",
+            proposed: HardState::new(4, 2, 3),
+            want: Some(HardStateRule::TermRegression),
+        },
+        Case {
+            name: "other vote same term",
+            proposed: HardState::new(5, 3, 3),
+            want: Some(HardStateRule::VoteChange),
+        },
+        Case {
+            name: "commit going back",
+            proposed: HardState::new(5, 2, 2),
+            want: Some(HardStateRule::CommitRegression),
+        },
+        Case {
+            name: "commit beyond the log",
+            proposed: HardState::new(5, 2, 7),
+            want: Some(HardStateRule::CommitBeyondLog),
+        },
         Case { name: "same state", proposed: current, want: None },
         Case { name: "commit forward", proposed: HardState::new(5, 2, 6), want: None },
         Case { name: "new term, any vote", proposed: HardState::new(6, 3, 3), want: None },
@@ -239,9 +335,18 @@ fn set_hard_state_rules() {
         store.set_hard_state(current).unwrap();
         match (store.set_hard_state(case.proposed), case.want) {
             (Ok(()), None) => {
-                assert!(store.durable_index() >= case.proposed.commit, "{}: commit not durable", case.name);
+                assert!(
+                    store.durable_index() >= case.proposed.commit,
+                    "{}: commit not durable",
+                    case.name
+                );
                 drop(store);
-                assert_eq!(open(&fs, Options::default()).hard_state(), case.proposed, "{}", case.name);
+                assert_eq!(
+                    open(&fs, Options::default()).hard_state(),
+                    case.proposed,
+                    "{}",
+                    case.name
+                );
             }
             (Err(Error::HardStateRefused { rule, current: c, .. }), Some(want)) => {
                 assert_eq!((rule, c), (want, current), "{}", case.name);
@@ -334,7 +439,10 @@ fn a_second_open_of_the_same_directory_is_locked() {
 fn invalid_options_are_refused() {
     for (name, options) in [
         ("tiny segments", Options::default().segment_bytes_max(10)),
-        ("entries beyond the u32 length field", Options::default().entry_bytes_max(u64::from(u32::MAX))),
+        (
+            "entries beyond the u32 length field",
+            Options::default().entry_bytes_max(u64::from(u32::MAX)),
+        ),
     ] {
         let got = LogStore::open_with(SimFs::new(), common::DIR, options);
         assert!(matches!(got, Err(Error::InvalidOptions(_))), "{name}: {got:?}");

@@ -9,11 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, HardState, LogStore, Options};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const DIR: &str = "/store";
 /// Crash states to explore per run (each is a workload prefix, a crash point and a seed).
@@ -107,7 +106,8 @@ impl Model {
             _ => {
                 let hs = v.hard_state;
                 let term = hs.term + u64::from(rng.gen_ratio(1, 3));
-                let vote = if term > hs.term || hs.vote == 0 { rng.gen_range(0..4) } else { hs.vote };
+                let vote =
+                    if term > hs.term || hs.vote == 0 { rng.gen_range(0..4) } else { hs.vote };
                 let commit = rng.gen_range(hs.commit..=last.max(hs.commit));
                 Op::SetHardState(HardState::new(term, vote, commit))
             }
@@ -254,7 +254,8 @@ fn check_writable(fs: &SimFs, store: LogStore<SimFs>, options: Options) -> Resul
     store.append(std::slice::from_ref(&next)).map_err(|e| format!("append after recovery: {e}"))?;
     store.sync().map_err(|e| format!("sync after recovery: {e}"))?;
     drop(store);
-    let store = LogStore::open_with(fs.clone(), DIR, options).map_err(|e| format!("reopen: {e}"))?;
+    let store =
+        LogStore::open_with(fs.clone(), DIR, options).map_err(|e| format!("reopen: {e}"))?;
     let got = store.entries(next.index, next.index + 1, 0).map_err(|e| e.to_string())?;
     if got != [next] {
         return Err("entry written after recovery lost".into());
@@ -277,18 +278,26 @@ fn acknowledged_state_survives_every_crash_point() {
                 let fs = SimFs::new();
                 let (model, inflight) = run_workload(&fs, workload, Some(halt_after));
                 fs.crash(workload << 32 | halt_after << 8 | crash_seed);
-                let case = format!("workload {workload}, crash after {halt_after} ops, seed {crash_seed}");
+                let case =
+                    format!("workload {workload}, crash after {halt_after} ops, seed {crash_seed}");
                 let store = LogStore::open_with(fs.clone(), DIR, options(workload))
                     .unwrap_or_else(|e| panic!("{case}: open failed: {e}"));
                 torn_tails += usize::from(store.recovery_report().torn_tail.is_some());
                 if let Err(violation) = check(&store, &model, inflight.as_ref()) {
-                    panic!("{case}: {violation}\ninflight {inflight:?}\nreport {:?}", store.recovery_report());
+                    panic!(
+                        "{case}: {violation}\ninflight {inflight:?}\nreport {:?}",
+                        store.recovery_report()
+                    );
                 }
-                check_writable(&fs, store, options(workload)).unwrap_or_else(|e| panic!("{case}: {e}"));
+                check_writable(&fs, store, options(workload))
+                    .unwrap_or_else(|e| panic!("{case}: {e}"));
                 states += 1;
             }
         }
     }
     eprintln!("crash states: {states} over {workload} workloads, torn tails cut: {torn_tails}, violations: 0");
-    assert!(torn_tails > 0, "the workloads never produced a torn tail: the test explores too little");
+    assert!(
+        torn_tails > 0,
+        "the workloads never produced a torn tail: the test explores too little"
+    );
 }

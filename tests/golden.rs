@@ -19,7 +19,8 @@ fn expected(index: u64) -> Entry {
         Entry::new(index, 3, format!("rewritten entry {index}")).with_kind(1)
     } else {
         let term = 1 + index / 30;
-        Entry::new(index, term, format!("golden entry {index} ").repeat(4)).with_kind((index % 3) as u8)
+        Entry::new(index, term, format!("golden entry {index} ").repeat(4))
+            .with_kind((index % 3) as u8)
     }
 }
 

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{append_each, big_entries, open, path, segment_names, small_segments, snapshot};
-use raftlog::fs::{FaultOp, FileSystem, SimFs};
+use raftlog::fs::{FaultOp, SimFs};
 use raftlog::{Corruption, Error, HardState, LogStore, Options};
 
 const RECORD: u64 = 32 + 100; // record bytes of a 100-byte payload
@@ -71,7 +69,10 @@ fn r3_one_damaged_meta_slot_falls_back_to_the_other() {
     store.set_hard_state(HardState::new(3, 0, 3)).unwrap(); // rewrites the damaged slot
     drop(store);
     let store = open(&fs, Options::default());
-    assert_eq!((store.hard_state(), store.recovery_report().damaged_meta_slot), (HardState::new(3, 0, 3), None));
+    assert_eq!(
+        (store.hard_state(), store.recovery_report().damaged_meta_slot),
+        (HardState::new(3, 0, 3), None)
+    );
 }
 
 #[test]
@@ -153,7 +154,10 @@ fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
     fs.write_file_durable(&path(&name), &bytes);
     let store = open(&fs, Options::default());
     let torn = store.recovery_report().torn_tail.clone().expect("reported");
-    assert_eq!((torn.offset, torn.bytes_cut, torn.indexes_cut), (record_offset(4), RECORD - 10, 5..6));
+    assert_eq!(
+        (torn.offset, torn.bytes_cut, torn.indexes_cut),
+        (record_offset(4), RECORD - 10, 5..6)
+    );
     assert_eq!(store.last_index(), 4);
     assert_eq!(fs.read_file(&path(&name)).unwrap().len() as u64, record_offset(4), "cut on disk");
     assert_eq!(store.entries(1, 5, u64::MAX).unwrap(), big_entries(1, 4, 1, 100));
@@ -181,7 +185,8 @@ fn r8_damage_followed_by_records_written_after_it_was_synced_is_corrupt() {
     drop(store);
     let name = segment_names(&fs)[0].clone();
     fs.flip_bit(&path(&name), 8 * (record_offset(1) + 50)).unwrap();
-    let (file, offset) = expect_corrupt(&fs, Options::default(), |r| *r == Corruption::DamagedBeforeDurable);
+    let (file, offset) =
+        expect_corrupt(&fs, Options::default(), |r| *r == Corruption::DamagedBeforeDurable);
     assert_eq!((file, offset), (name, record_offset(1)));
 }
 
@@ -242,7 +247,8 @@ fn r11_an_overridden_segment_that_comes_back_is_removed() {
     append_each(&store, &big_entries(1, 12, 1, 300));
     let mut names = segment_names(&fs);
     names.pop(); // the active segment changes (it is sealed) before it is deleted
-    let saved: Vec<_> = names.into_iter().map(|n| (n.clone(), fs.read_file(&path(&n)).unwrap())).collect();
+    let saved: Vec<_> =
+        names.into_iter().map(|n| (n.clone(), fs.read_file(&path(&n)).unwrap())).collect();
     store.truncate_suffix(3).unwrap();
     store.append(&big_entries(3, 2, 2, 50)).unwrap();
     store.sync().unwrap();
@@ -310,7 +316,8 @@ fn a_failed_fsync_poisons_the_store_until_reopen() {
 
 #[test]
 fn failed_writes_and_a_full_disk_poison_the_store() {
-    let faults: [(&str, fn(&SimFs)); 4] = [
+    type Inject = fn(&SimFs);
+    let faults: [(&str, Inject); 4] = [
         ("EIO on write", |fs| fs.fail_nth(FaultOp::Write, 0)),
         ("ENOSPC", |fs| fs.set_space_limit(Some(6000))),
         ("failed directory sync at rotation", |fs| fs.fail_nth(FaultOp::SyncDir, 0)),
@@ -324,7 +331,13 @@ fn failed_writes_and_a_full_disk_poison_the_store() {
         inject(&fs);
         let failed = (4..40).find_map(|i| store.append(&big_entries(i, 1, 1, 300)).err());
         assert!(matches!(failed, Some(Error::Io { .. })), "{name}: got {failed:?}");
-        assert!(matches!(store.append(&big_entries(store.last_index() + 1, 1, 1, 300)), Err(Error::Poisoned)), "{name}");
+        assert!(
+            matches!(
+                store.append(&big_entries(store.last_index() + 1, 1, 1, 300)),
+                Err(Error::Poisoned)
+            ),
+            "{name}"
+        );
         drop(store);
         fs.set_space_limit(None);
         let store = open(&fs, small_segments());
@@ -339,8 +352,13 @@ fn damaged_bytes_are_never_returned_by_reads() {
     let name = segment_names(&fs)[0].clone();
     fs.flip_bit(&path(&name), 8 * (record_offset(2) + 60)).unwrap();
     let got = store.entries(1, 6, u64::MAX);
-    let Err(Error::Corrupt { path: p, offset, indexes, reason }) = got else { panic!("got {got:?}") };
-    assert_eq!((p, offset, indexes, reason), (path(&name), record_offset(2), Some(3..4), Corruption::Checksum));
+    let Err(Error::Corrupt { path: p, offset, indexes, reason }) = got else {
+        panic!("got {got:?}")
+    };
+    assert_eq!(
+        (p, offset, indexes, reason),
+        (path(&name), record_offset(2), Some(3..4), Corruption::Checksum)
+    );
     assert_eq!(store.entries(1, 3, u64::MAX).unwrap(), big_entries(1, 2, 1, 100));
     store.append(&big_entries(6, 1, 1, 100)).unwrap(); // a read error does not poison
 }
@@ -382,25 +400,45 @@ mod gated {
     impl FileSystem for GatedFs {
         type File = GatedFile;
         type Lock = <SimFs as FileSystem>::Lock;
-        fn create_dir_all(&self, dir: &Path) -> io::Result<()> { self.sim.create_dir_all(dir) }
-        fn lock(&self, path: &Path) -> io::Result<Self::Lock> { self.sim.lock(path) }
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.sim.create_dir_all(dir)
+        }
+        fn lock(&self, path: &Path) -> io::Result<Self::Lock> {
+            self.sim.lock(path)
+        }
         fn create(&self, path: &Path) -> io::Result<GatedFile> {
             Ok(GatedFile { file: self.sim.create(path)?, gate: Arc::clone(&self.gate) })
         }
         fn open(&self, path: &Path) -> io::Result<GatedFile> {
             Ok(GatedFile { file: self.sim.open(path)?, gate: Arc::clone(&self.gate) })
         }
-        fn remove(&self, path: &Path) -> io::Result<()> { self.sim.remove(path) }
-        fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> { self.sim.list(dir) }
-        fn sync_dir(&self, dir: &Path) -> io::Result<()> { self.sim.sync_dir(dir) }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.sim.remove(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+            self.sim.list(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.sim.sync_dir(dir)
+        }
     }
 
     impl FileHandle for GatedFile {
-        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> { self.file.read_exact_at(buf, offset) }
-        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> { self.file.write_all_at(buf, offset) }
-        fn len(&self) -> io::Result<u64> { self.file.len() }
-        fn set_len(&self, len: u64) -> io::Result<()> { self.file.set_len(len) }
-        fn allocate(&self, len: u64) -> io::Result<()> { self.file.allocate(len) }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.file.read_exact_at(buf, offset)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.file.write_all_at(buf, offset)
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.file.size()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)
+        }
+        fn allocate(&self, len: u64) -> io::Result<()> {
+            self.file.allocate(len)
+        }
         fn sync_data(&self) -> io::Result<()> {
             let (lock, signal) = &*self.gate;
             let mut state = lock.lock().unwrap();
@@ -421,7 +459,9 @@ mod gated {
 #[test]
 fn readers_and_appends_never_wait_for_an_fsync_in_progress() {
     let fs = gated::GatedFs::default();
-    let store = std::sync::Arc::new(LogStore::open_with(fs.clone(), common::DIR, Options::default()).unwrap());
+    let store = std::sync::Arc::new(
+        LogStore::open_with(fs.clone(), common::DIR, Options::default()).unwrap(),
+    );
     store.append(&big_entries(1, 10, 1, 100)).unwrap();
     fs.set_closed(true);
     let syncer = {
@@ -441,10 +481,13 @@ fn readers_and_appends_never_wait_for_an_fsync_in_progress() {
         })
     };
     let got = finished.recv_timeout(std::time::Duration::from_secs(60));
-    assert_eq!(got.ok(), Some((Some(10), Some(1), true)), "a reader or appender waited for the fsync");
+    assert_eq!(
+        got.ok(),
+        Some((Some(10), Some(1), true)),
+        "a reader or appender waited for the fsync"
+    );
     assert_eq!(store.durable_index(), 0);
     fs.set_closed(false);
     assert_eq!(syncer.join().unwrap().unwrap(), 10);
     worker.join().unwrap();
-    let _ = Path::new(common::DIR);
 }

@@ -48,8 +48,8 @@ pub trait FileHandle: Send + Sync + 'static {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Current length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    /// Current size in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Truncates or extends (with zeros) to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Reserves space up to `len` bytes; the file reads as zeros past its written content.

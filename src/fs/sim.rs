@@ -246,7 +246,8 @@ fn apply_torn_write(image: &mut Vec<u8>, offset: u64, data: &[u8], rng: &mut Spl
         let lo = sector_start.max(offset);
         let hi = (sector_start + SECTOR_BYTES).min(end);
         if rng.chance(2) {
-            let range = usize::try_from(lo - offset).unwrap_or(0)..usize::try_from(hi - offset).unwrap_or(0);
+            let range = usize::try_from(lo - offset).unwrap_or(0)
+                ..usize::try_from(hi - offset).unwrap_or(0);
             write_into(image, lo, &data[range]);
         }
         sector_start += SECTOR_BYTES;
@@ -495,7 +496,7 @@ impl FileHandle for SimFile {
         })
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let state = self.fs.state();
         if state.generation != self.generation {
             return Err(eio("handle from before a crash"));

@@ -34,7 +34,8 @@ impl FileSystem for StdFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<StdLock> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         file.try_lock_exclusive().map_err(|e| {
             if e.kind() == fs2::lock_contended_error().kind() {
                 io::Error::new(io::ErrorKind::WouldBlock, e)
@@ -75,7 +76,7 @@ impl FileHandle for File {
         FileExt::write_all_at(self, buf, offset)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 

@@ -167,7 +167,8 @@ impl Record<'_> {
     /// Appends the record's bytes to `out`.
     pub fn encode(&self, seed: RecordSeed, out: &mut Vec<u8>) {
         let start = out.len();
-        let payload_len = u32::try_from(self.payload.len()).expect("payload length checked by caller");
+        let payload_len =
+            u32::try_from(self.payload.len()).expect("payload length checked by caller");
         out.extend_from_slice(&[0u8; 4]);
         out.extend_from_slice(&payload_len.to_le_bytes());
         out.extend_from_slice(&self.index.to_le_bytes());

@@ -54,9 +54,14 @@ mod tests {
     #[test]
     fn file_names_round_trip_and_reject_others() {
         assert_eq!(parse_file_name(&file_name(0x1f)), Some(0x1f));
-        for bad in ["meta", "LOCK", "0000000000000001.seg.tmp", "000000000000001F.seg", "1.seg",
-            "0000000000000000.seg"]
-        {
+        for bad in [
+            "meta",
+            "LOCK",
+            "0000000000000001.seg.tmp",
+            "000000000000001F.seg",
+            "1.seg",
+            "0000000000000000.seg",
+        ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
     }

@@ -10,8 +10,8 @@
 use std::io;
 
 use super::format::{
-    decode_record, peek_payload_len, u16_at, u64_at, RecordSeed, SegmentHeader,
-    RECORD_ENTRY, RECORD_HEADER_BYTES, RECORD_SEAL, SEGMENT_HEADER_BYTES,
+    decode_record, peek_payload_len, u16_at, u64_at, RecordSeed, SegmentHeader, RECORD_ENTRY,
+    RECORD_HEADER_BYTES, RECORD_SEAL, SEGMENT_HEADER_BYTES,
 };
 use super::Loc;
 use crate::error::Corruption;
@@ -77,7 +77,7 @@ struct ChunkReader<'a, H: FileHandle> {
 
 impl<'a, H: FileHandle> ChunkReader<'a, H> {
     fn new(file: &'a H) -> io::Result<Self> {
-        Ok(ChunkReader { file, len: file.len()?, buf: Vec::new(), buf_offset: 0 })
+        Ok(ChunkReader { file, len: file.size()?, buf: Vec::new(), buf_offset: 0 })
     }
 
     /// Up to `want` bytes from `offset` (fewer only at the end of the file).
@@ -174,12 +174,23 @@ pub(crate) fn scan_segment<H: FileHandle>(
     let header = match SegmentHeader::decode(reader.bytes(0, SEGMENT_HEADER_BYTES)?) {
         Ok(header) if header.store_uid != store_uid || header.segment_id != segment_id => {
             let reason = Corruption::Identity("segment of another store or another id");
-            return Ok(Err(HeaderDamage { reason, identity: true, later_valid: None, file_len: reader.len }));
+            return Ok(Err(HeaderDamage {
+                reason,
+                identity: true,
+                later_valid: None,
+                file_len: reader.len,
+            }));
         }
         Ok(header) => header,
         Err(reason) => {
-            let later_valid = reader.find_valid_after(seed, 0, 1..=u64::MAX, 0)?.map(|(offset, ..)| offset);
-            return Ok(Err(HeaderDamage { reason, identity: false, later_valid, file_len: reader.len }));
+            let later_valid =
+                reader.find_valid_after(seed, 0, 1..=u64::MAX, 0)?.map(|(offset, ..)| offset);
+            return Ok(Err(HeaderDamage {
+                reason,
+                identity: false,
+                later_valid,
+                file_len: reader.len,
+            }));
         }
     };
     let mut scanned = Scanned {
@@ -230,7 +241,12 @@ pub(crate) fn scan_segment<H: FileHandle>(
                 later_valid: {
                     // Records are at least a header long: no later index can exceed this.
                     let index_max = expected_index + reader.len / RECORD_HEADER_BYTES as u64;
-                    reader.find_valid_after(seed, offset, expected_index..=index_max, expected_index)?
+                    reader.find_valid_after(
+                        seed,
+                        offset,
+                        expected_index..=index_max,
+                        expected_index,
+                    )?
                 },
             });
         }

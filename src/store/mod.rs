@@ -188,7 +188,8 @@ impl<F: FileSystem> LogStore<F> {
         let batch_bytes: u64 =
             entries.iter().map(|e| (RECORD_HEADER_BYTES + e.payload.len()) as u64).sum();
         let active_has_records = writer.write_offset > SEGMENT_HEADER_BYTES as u64;
-        if active_has_records && writer.write_offset + batch_bytes > inner.options.segment_bytes_max {
+        if active_has_records && writer.write_offset + batch_bytes > inner.options.segment_bytes_max
+        {
             inner.poison_on_err(inner.rotate(&mut writer, first.index))?;
         }
         let durable = inner.durable_index.load(Ordering::Acquire);
@@ -293,7 +294,8 @@ impl<F: FileSystem> LogStore<F> {
     pub fn reset(&self, index: u64, term: u64) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        let first_index = index.checked_add(1).ok_or(Error::InvalidRange { lo: index, hi: index })?;
+        let first_index =
+            index.checked_add(1).ok_or(Error::InvalidRange { lo: index, hi: index })?;
         let _gate = inner.sync_gate();
         let mut writer = lock(&inner.writer);
         let commit = read(&inner.log).hard_state.commit;
@@ -411,7 +413,9 @@ impl<H: FileHandle> ReadRun<H> {
             let record = match decode_record(seed, &buf[at..]) {
                 Ok(record) => record,
                 Err(RecordError::Invalid(reason)) => return Err(corrupt(reason)),
-                Err(RecordError::Truncated) => return Err(corrupt(Corruption::Field("record length"))),
+                Err(RecordError::Truncated) => {
+                    return Err(corrupt(Corruption::Field("record length")))
+                }
             };
             if record.record_type != RECORD_ENTRY || record.index != index || record.term != *term {
                 return Err(corrupt(Corruption::Identity("record is not the entry indexed here")));
@@ -510,10 +514,22 @@ impl<F: FileSystem> Inner<F> {
         Ok(last_term)
     }
 
-    fn next_header(&self, writer: &mut Writer<F::File>, first: u64, prev_id: u64, prev_term: u64) -> SegmentHeader {
+    fn next_header(
+        &self,
+        writer: &mut Writer<F::File>,
+        first: u64,
+        prev_id: u64,
+        prev_term: u64,
+    ) -> SegmentHeader {
         let segment_id = writer.next_segment_id;
         writer.next_segment_id += 1;
-        SegmentHeader { store_uid: self.store_uid, segment_id, first_index: first, prev_segment_id: prev_id, prev_term }
+        SegmentHeader {
+            store_uid: self.store_uid,
+            segment_id,
+            first_index: first,
+            prev_segment_id: prev_id,
+            prev_term,
+        }
     }
 
     /// `truncate_suffix` once checked: seal, then a new segment at `from` overrides the rest.
@@ -541,7 +557,12 @@ impl<F: FileSystem> Inner<F> {
     }
 
     /// `reset` once checked: the meta declares every segment dead, then a new one starts.
-    fn replace_all(&self, writer: &mut Writer<F::File>, first_index: u64, prev_term: u64) -> Result<()> {
+    fn replace_all(
+        &self,
+        writer: &mut Writer<F::File>,
+        first_index: u64,
+        prev_term: u64,
+    ) -> Result<()> {
         let header = self.next_header(writer, first_index, 0, prev_term);
         self.store_meta(|meta| Meta {
             first_index,

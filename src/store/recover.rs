@@ -95,7 +95,11 @@ struct Repairs<H> {
     cut: Option<(Arc<H>, PathBuf, u64)>,
 }
 
-pub(crate) fn recover<F: FileSystem>(fs: &F, dir: &Path, options: &Options) -> Result<Recovered<F>> {
+pub(crate) fn recover<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    options: &Options,
+) -> Result<Recovered<F>> {
     fs.create_dir_all(dir).ctx("create_dir", dir)?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
@@ -130,7 +134,8 @@ pub(crate) fn recover<F: FileSystem>(fs: &F, dir: &Path, options: &Options) -> R
     let log = assemble(&current, scans, &mut repairs, &mut report)?;
     check_commit(&log, &repairs, dir)?;
     apply_repairs(fs, dir, options, &repairs)?;
-    let (log, writer) = open_active(fs, dir, options, &current, log, next_segment_id)?;
+    let mut log = log;
+    let writer = open_active(fs, dir, options, &current, &mut log, next_segment_id)?;
     report.segments = log.segments.len();
     report.first_index = log.first_index;
     report.last_index = log.last_index();
@@ -223,7 +228,8 @@ fn assemble<H>(
         if !scanned.sealed && (!is_last || previous_must_be_sealed) {
             let end = scanned.header.first_index + scanned.locs.len() as u64;
             let indexes = Some(end..end);
-            return Err(Error::corrupt(path, scanned.end_offset, indexes, Corruption::BadSeal)); // R9
+            return Err(Error::corrupt(path, scanned.end_offset, indexes, Corruption::BadSeal));
+            // R9
         }
         link(&mut log, meta, &path, &scanned.header, repairs)?;
         log.segments.push(Segment {
@@ -262,8 +268,10 @@ fn classify_tail<H>(
         return Err(Error::corrupt(path, damage.offset, indexes, reason)); // R8
     }
     if !is_last {
-        let indexes = Some(damage.expected_index..damage.apparent_end_index.max(damage.expected_index + 1));
-        return Err(Error::corrupt(path, damage.offset, indexes, damage.reason.clone())); // R9
+        let indexes =
+            Some(damage.expected_index..damage.apparent_end_index.max(damage.expected_index + 1));
+        return Err(Error::corrupt(path, damage.offset, indexes, damage.reason.clone()));
+        // R9
     }
     report.torn_tail = Some(TornTail {
         path: path.to_path_buf(),
@@ -286,7 +294,8 @@ fn link<H>(
     let first = header.first_index;
     let end = log.segments.last().map_or(meta.first_index, Segment::end_index);
     if first > end {
-        return Err(Error::corrupt(path, 24, Some(end..first), Corruption::MissingEntries)); // R10
+        return Err(Error::corrupt(path, 24, Some(end..first), Corruption::MissingEntries));
+        // R10
     }
     let overridden = log.truncate_from(first); // R11
     repairs.remove.extend(overridden.into_iter().map(|segment| segment.path));
@@ -297,7 +306,8 @@ fn link<H>(
                 && previous.loc(first - 1).map(|loc| loc.term) == Some(header.prev_term)
         });
         if !continues {
-            return Err(Error::corrupt(path, 32, Some(first - 1..first), Corruption::BrokenChain)); // R12
+            return Err(Error::corrupt(path, 32, Some(first - 1..first), Corruption::BrokenChain));
+            // R12
         }
     }
     Ok(())
@@ -347,9 +357,9 @@ fn open_active<F: FileSystem>(
     dir: &Path,
     options: &Options,
     meta: &Meta,
-    mut log: LogState<F::File>,
+    log: &mut LogState<F::File>,
     next_segment_id: u64,
-) -> Result<(LogState<F::File>, Writer<F::File>)> {
+) -> Result<Writer<F::File>> {
     if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
         let write_offset = match &active.locs.last() {
             Some(loc) => loc.offset + loc.record_len(),
@@ -358,8 +368,7 @@ fn open_active<F: FileSystem>(
         // Recovered records may still sit in the page cache only (a clean restart without a
         // crash): sync them so everything the store starts with is durable.
         active.file.sync_data().ctx("sync_data", &active.path)?;
-        let writer = Writer::new(active, write_offset, next_segment_id);
-        return Ok((log, writer));
+        return Ok(Writer::new(active, write_offset, next_segment_id));
     }
     let header = match log.segments.last() {
         Some(_) => {
@@ -384,5 +393,5 @@ fn open_active<F: FileSystem>(
     let segment = create_segment(fs, dir, options, &header)?;
     let writer = Writer::new(&segment, SEGMENT_HEADER_BYTES as u64, next_segment_id + 1);
     log.segments.push(segment);
-    Ok((log, writer))
+    Ok(writer)
 }

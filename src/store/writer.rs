@@ -34,7 +34,11 @@ pub(crate) struct Writer<H> {
 
 impl<H: FileHandle> Writer<H> {
     pub fn new(active: &Segment<H>, write_offset: u64, next_segment_id: u64) -> Self {
-        assert!(next_segment_id > active.id, "segment ids only grow: {next_segment_id} <= {}", active.id);
+        assert!(
+            next_segment_id > active.id,
+            "segment ids only grow: {next_segment_id} <= {}",
+            active.id
+        );
         Writer {
             file: Arc::clone(&active.file),
             path: active.path.clone(),
@@ -48,7 +52,10 @@ impl<H: FileHandle> Writer<H> {
 
     /// Makes `segment` the active one.
     pub fn switch_to(&mut self, segment: &Segment<H>, write_offset: u64) {
-        *self = Writer { buf: std::mem::take(&mut self.buf), ..Writer::new(segment, write_offset, self.next_segment_id) };
+        *self = Writer {
+            buf: std::mem::take(&mut self.buf),
+            ..Writer::new(segment, write_offset, self.next_segment_id)
+        };
     }
 
     fn seed(&self, store_uid: u64) -> RecordSeed {
@@ -57,7 +64,12 @@ impl<H: FileHandle> Writer<H> {
 
     /// Writes `entries` as one write at `write_offset`; returns their locations.
     /// `durable_index` is recorded in each record as its `sync_lag`.
-    pub fn write_entries(&mut self, store_uid: u64, entries: &[Entry], durable_index: u64) -> Result<Vec<Loc>> {
+    pub fn write_entries(
+        &mut self,
+        store_uid: u64,
+        entries: &[Entry],
+        durable_index: u64,
+    ) -> Result<Vec<Loc>> {
         let seed = self.seed(store_uid);
         self.buf.clear();
         let mut locs = Vec::with_capacity(entries.len());
@@ -72,7 +84,8 @@ impl<H: FileHandle> Writer<H> {
                 payload: &entry.payload,
             };
             record.encode(seed, &mut self.buf);
-            let payload_len = u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
+            let payload_len =
+                u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
             locs.push(Loc { offset, payload_len, term: entry.term });
         }
         self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
@@ -83,7 +96,13 @@ impl<H: FileHandle> Writer<H> {
 
     /// Seals the active segment, whose last record is `last` (index, term) and which holds
     /// `count` entries, and fsyncs it.
-    pub fn seal(&mut self, store_uid: u64, last: (u64, u64), count: u64, durable_index: u64) -> Result<()> {
+    pub fn seal(
+        &mut self,
+        store_uid: u64,
+        last: (u64, u64),
+        count: u64,
+        durable_index: u64,
+    ) -> Result<()> {
         let seed = self.seed(store_uid);
         let count = count.to_le_bytes();
         self.buf.clear();

@@ -41,7 +41,10 @@ pub fn path(name: &str) -> PathBuf {
 pub fn snapshot(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
     let mut names = fs.list(Path::new(DIR)).expect("list");
     names.sort();
-    names.into_iter().map(|n| (n.clone(), fs.read_file(&path(n.to_str().unwrap())).unwrap())).collect()
+    names
+        .into_iter()
+        .map(|n| (n.clone(), fs.read_file(&path(n.to_str().unwrap())).unwrap()))
+        .collect()
 }
 
 /// Segment file names, in id order.
