@@ -112,6 +112,31 @@ pub enum Error {
         /// The hard state's commit index.
         commit: u64,
     },
+    /// Too many committed entries await the state machine; appends wait until `applied_to`
+    /// catches up.
+    #[error("busy: {unapplied} committed entries not yet applied (limit {max})")]
+    Busy {
+        /// Committed entries not yet applied.
+        unapplied: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The index is not committed yet.
+    #[error("index {index} is not committed (commit index {commit})")]
+    NotCommitted {
+        /// The index asked for.
+        index: u64,
+        /// The commit index.
+        commit: u64,
+    },
+    /// The index is not applied yet.
+    #[error("index {index} is not applied (applied index {applied})")]
+    NotApplied {
+        /// The index asked for.
+        index: u64,
+        /// The applied index.
+        applied: u64,
+    },
     /// A hard state that breaks a Raft rule was refused.
     #[error("hard state {proposed:?} refused ({rule}); current {current:?}")]
     HardStateRefused {

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod entries;
 mod entry;
 mod error;
 pub mod fs;
@@ -36,6 +37,7 @@ mod options;
 mod segment;
 mod store;
 
+pub use entries::{RaftLog, RaftLogOptions};
 pub use entry::Entry;
 pub use error::{Corruption, Error, HardStateRule, Result};
 pub use hard_state::HardState;
