@@ -6,6 +6,9 @@ use common::{entries, DIR};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, LogStore, Options, RaftLog, RaftLogOptions};
 
+/// `(index, term)` pairs of a table case.
+type Pairs = &'static [(u64, u64)];
+
 /// Entries `(index, term)`, payloads naming both.
 fn ents(pairs: &[(u64, u64)]) -> Vec<Entry> {
     pairs.iter().map(|&(i, t)| Entry::new(i, t, format!("entry {i} term {t}"))).collect()
@@ -30,7 +33,7 @@ fn terms_of(log: &RaftLog<SimFs>) -> Vec<(u64, u64)> {
 #[test]
 fn find_conflict() {
     let previous = [(1, 1), (2, 2), (3, 3)];
-    let cases: [(&str, &[(u64, u64)], u64); 11] = [
+    let cases: [(&str, Pairs, u64); 11] = [
         ("no entries", &[], 0),
         ("all present", &[(1, 1), (2, 2), (3, 3)], 0),
         ("suffix present", &[(2, 2), (3, 3)], 0),
@@ -70,7 +73,7 @@ fn is_up_to_date() {
 
 #[test]
 fn append_truncates_and_appends_above_the_commit_index() {
-    let cases: [(&str, &[(u64, u64)], u64, &[(u64, u64)]); 4] = [
+    let cases: [(&str, Pairs, u64, Pairs); 4] = [
         ("nothing", &[], 2, &[(1, 1), (2, 2)]),
         ("after the last", &[(3, 2)], 3, &[(1, 1), (2, 2), (3, 2)]),
         ("conflict at index 1", &[(1, 2)], 1, &[(1, 2)]),
@@ -83,7 +86,8 @@ fn append_truncates_and_appends_above_the_commit_index() {
         assert_eq!(terms_of(&log), want, "{name}");
         log.sync().unwrap();
         drop(log);
-        let reopened = RaftLog::new(LogStore::open_with(fs, DIR, Options::default()).unwrap()).unwrap();
+        let reopened =
+            RaftLog::new(LogStore::open_with(fs, DIR, Options::default()).unwrap()).unwrap();
         assert_eq!(terms_of(&reopened), want, "{name}: after reopen");
     }
 }
@@ -104,26 +108,74 @@ fn append_refuses_committed_and_malformed_batches() {
 #[test]
 fn maybe_append() {
     let (last_index, last_term, commit) = (3u64, 3u64, 1u64);
-    type Case = (&'static str, u64, u64, u64, &'static [(u64, u64)], Result<Option<u64>, ()>, u64);
+    type Case = (&'static str, u64, u64, u64, Pairs, Result<Option<u64>, ()>, u64);
     let cases: [Case; 16] = [
         // prev does not match
         ("term mismatch", last_term - 1, last_index, last_index, &[(4, 4)], Ok(None), commit),
-        ("index beyond the log", last_term, last_index + 1, last_index, &[(5, 4)], Ok(None), commit),
+        (
+            "index beyond the log",
+            last_term,
+            last_index + 1,
+            last_index,
+            &[(5, 4)],
+            Ok(None),
+            commit,
+        ),
         // prev is the last entry
         ("heartbeat commits", last_term, last_index, last_index, &[], Ok(Some(3)), 3),
-        ("commit capped at the last new index", last_term, last_index, last_index + 1, &[], Ok(Some(3)), 3),
+        (
+            "commit capped at the last new index",
+            last_term,
+            last_index,
+            last_index + 1,
+            &[],
+            Ok(Some(3)),
+            3,
+        ),
         ("commit up to the leader's", last_term, last_index, last_index - 1, &[], Ok(Some(3)), 2),
         ("commit never moves back", last_term, last_index, 0, &[], Ok(Some(3)), commit),
         ("prev at index 0", 0, 0, last_index, &[], Ok(Some(0)), commit),
         ("append one", last_term, last_index, last_index, &[(4, 4)], Ok(Some(4)), 3),
         ("append one, commit it", last_term, last_index, last_index + 1, &[(4, 4)], Ok(Some(4)), 4),
-        ("commit capped by the batch", last_term, last_index, last_index + 2, &[(4, 4)], Ok(Some(4)), 4),
+        (
+            "commit capped by the batch",
+            last_term,
+            last_index,
+            last_index + 2,
+            &[(4, 4)],
+            Ok(Some(4)),
+            4,
+        ),
         ("append two", last_term, last_index, last_index + 2, &[(4, 4), (5, 4)], Ok(Some(5)), 5),
         // prev in the middle: conflicts truncate
-        ("conflict at the last", last_term - 1, last_index - 1, last_index, &[(3, 4)], Ok(Some(3)), 3),
-        ("conflict before the last", last_term - 2, last_index - 2, last_index, &[(2, 4)], Ok(Some(2)), 2),
+        (
+            "conflict at the last",
+            last_term - 1,
+            last_index - 1,
+            last_index,
+            &[(3, 4)],
+            Ok(Some(3)),
+            3,
+        ),
+        (
+            "conflict before the last",
+            last_term - 2,
+            last_index - 2,
+            last_index,
+            &[(2, 4)],
+            Ok(Some(2)),
+            2,
+        ),
         ("conflict with a committed entry", 0, 0, last_index, &[(1, 4)], Err(()), commit),
-        ("conflict, two new", last_term - 2, last_index - 2, last_index, &[(2, 4), (3, 4)], Ok(Some(3)), 3),
+        (
+            "conflict, two new",
+            last_term - 2,
+            last_index - 2,
+            last_index,
+            &[(2, 4), (3, 4)],
+            Ok(Some(3)),
+            3,
+        ),
         ("duplicates are a no-op", 1, 1, 0, &[(2, 2), (3, 3)], Ok(Some(3)), commit),
     ];
     for (name, prev_term, prev_index, leader_commit, batch, want, want_commit) in cases {
@@ -139,8 +191,10 @@ fn maybe_append() {
         assert_eq!(log.commit_index(), want_commit, "{name}: commit");
         match got {
             Ok(Some(last_new)) => {
-                let stored: Vec<(u64, u64)> = terms_of(&log).into_iter().filter(|(i, _)| *i <= last_new).collect();
-                let mut want: Vec<(u64, u64)> = before.into_iter().filter(|(i, _)| *i <= prev_index).collect();
+                let stored: Vec<(u64, u64)> =
+                    terms_of(&log).into_iter().filter(|(i, _)| *i <= last_new).collect();
+                let mut want: Vec<(u64, u64)> =
+                    before.into_iter().filter(|(i, _)| *i <= prev_index).collect();
                 want.extend(batch.iter().copied());
                 assert_eq!(stored, want, "{name}: entries");
             }
@@ -157,7 +211,9 @@ fn commit_to_never_moves_back_nor_past_the_last_index() {
         log.commit_to(2).unwrap();
         match (log.commit_to(to), want) {
             (Ok(()), Some(want)) => assert_eq!(log.commit_index(), want, "{name}"),
-            (Err(Error::Unavailable { index: 4, last_index: 3 }), None) => assert_eq!(log.commit_index(), 2),
+            (Err(Error::Unavailable { index: 4, last_index: 3 }), None) => {
+                assert_eq!(log.commit_index(), 2)
+            }
             (got, _) => panic!("{name}: {got:?}"),
         }
     }
@@ -203,7 +259,10 @@ fn compaction_is_bounded_by_the_applied_index() {
     assert!(matches!(log.compact(4), Err(Error::NotApplied { index: 4, applied: 3 })));
     log.compact(3).unwrap();
     assert_eq!((log.first_index(), log.term(3).unwrap()), (4, 2));
-    assert!(matches!(log.entries(3, 5, u64::MAX), Err(Error::Compacted { index: 3, first_index: 4 })));
+    assert!(matches!(
+        log.entries(3, 5, u64::MAX),
+        Err(Error::Compacted { index: 3, first_index: 4 })
+    ));
     assert!(matches!(log.term(2), Err(Error::Compacted { .. })));
     assert_eq!(terms_of(&log), [(4, 3), (5, 3)]);
 }
@@ -227,7 +286,9 @@ fn slices_agree_with_the_store_across_memory_and_disk() {
     let store = LogStore::open_with(fs, DIR, Options::default().segment_bytes_max(4096)).unwrap();
     let mut log = RaftLog::with_options(store, options).unwrap();
     log.restore(100, 1).unwrap();
-    let batch: Vec<Entry> = (101..=200).map(|i| Entry::new(i, 1 + i / 50, vec![i as u8; (i % 7) as usize * 10])).collect();
+    let batch: Vec<Entry> = (101..=200)
+        .map(|i| Entry::new(i, 1 + i / 50, vec![i as u8; (i % 7) as usize * 10]))
+        .collect();
     for entry in &batch {
         log.append(std::slice::from_ref(entry)).unwrap();
     }
@@ -239,12 +300,22 @@ fn slices_agree_with_the_store_across_memory_and_disk() {
         for hi in (lo..=201).step_by(5) {
             for max_bytes in [0, 35, 200, u64::MAX] {
                 let want = log.store().entries(lo, hi, max_bytes).unwrap();
-                assert_eq!(log.entries(lo, hi, max_bytes).unwrap(), want, "[{lo}, {hi}) within {max_bytes}");
+                assert_eq!(
+                    log.entries(lo, hi, max_bytes).unwrap(),
+                    want,
+                    "[{lo}, {hi}) within {max_bytes}"
+                );
             }
         }
     }
-    assert!(matches!(log.entries(100, 102, u64::MAX), Err(Error::Compacted { index: 100, first_index: 101 })));
-    assert!(matches!(log.entries(200, 202, u64::MAX), Err(Error::Unavailable { index: 201, last_index: 200 })));
+    assert!(matches!(
+        log.entries(100, 102, u64::MAX),
+        Err(Error::Compacted { index: 100, first_index: 101 })
+    ));
+    assert!(matches!(
+        log.entries(200, 202, u64::MAX),
+        Err(Error::Unavailable { index: 201, last_index: 200 })
+    ));
     assert!(matches!(log.entries(150, 140, u64::MAX), Err(Error::InvalidRange { .. })));
 }
 
@@ -260,7 +331,10 @@ fn memory_stays_bounded_but_never_evicts_unapplied_entries() {
     log.applied_to(100).unwrap();
     assert_eq!(log.committed_in_memory().0, 5, "down to the minimum once applied");
 
-    let options = RaftLogOptions::default().max_bytes_in_memory(1000).min_entries_in_memory(1000).max_entries_in_memory(1000);
+    let options = RaftLogOptions::default()
+        .max_bytes_in_memory(1000)
+        .min_entries_in_memory(1000)
+        .max_entries_in_memory(1000);
     let mut log = log_with(&SimFs::new(), options, &[]);
     let big: Vec<Entry> = (1..=20).map(|i| Entry::new(i, 1, vec![0u8; 300])).collect();
     log.append(&big).unwrap();
@@ -283,7 +357,8 @@ fn appends_are_refused_while_too_much_awaits_the_state_machine() {
 #[test]
 fn reopen_restores_entries_commit_and_unapplied_entries() {
     let fs = SimFs::new();
-    let mut log = log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]);
+    let mut log =
+        log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]);
     log.commit_to(4).unwrap();
     log.applied_to(2).unwrap();
     log.set_hard_state(2, 7).unwrap();

@@ -7,10 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, LogStore, Options, RaftLog};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// The Raft log rules, written as plainly as possible.
 #[derive(Debug, Clone)]
@@ -55,7 +55,12 @@ impl Model {
         Ok(self.last())
     }
 
-    fn maybe_append(&mut self, prev: (u64, u64), leader_commit: u64, batch: &[(u64, u64)]) -> Result<Option<u64>, &'static str> {
+    fn maybe_append(
+        &mut self,
+        prev: (u64, u64),
+        leader_commit: u64,
+        batch: &[(u64, u64)],
+    ) -> Result<Option<u64>, &'static str> {
         if self.term(prev.0) != Some(prev.1) {
             return Ok(None);
         }
@@ -74,13 +79,32 @@ impl Model {
 #[derive(Debug, Clone)]
 enum Op {
     /// Append `count` entries from `commit + 1 + back` (capped at last + 1), terms rising by `bump`.
-    Append { back: u64, count: u64, bump: u64 },
+    Append {
+        back: u64,
+        count: u64,
+        bump: u64,
+    },
     /// A follower append after `prev` (relative to last), with `count` entries.
-    MaybeAppend { prev_back: u64, wrong_term: bool, count: u64, bump: u64, commit_ahead: u64 },
-    CommitTo { ahead: u64 },
-    AppliedTo { back: u64 },
-    Compact { back: u64 },
-    Restore { ahead: u64, term_bump: u64 },
+    MaybeAppend {
+        prev_back: u64,
+        wrong_term: bool,
+        count: u64,
+        bump: u64,
+        commit_ahead: u64,
+    },
+    CommitTo {
+        ahead: u64,
+    },
+    AppliedTo {
+        back: u64,
+    },
+    Compact {
+        back: u64,
+    },
+    Restore {
+        ahead: u64,
+        term_bump: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,7 +123,12 @@ fn entry(index: u64, term: u64) -> Entry {
 }
 
 fn batch_from(start: u64, count: u64, mut term: u64, bump: u64) -> Vec<(u64, u64)> {
-    (start..start + count).map(|i| { term += bump * (i % 2); (i, term) }).collect()
+    (start..start + count)
+        .map(|i| {
+            term += bump * (i % 2);
+            (i, term)
+        })
+        .collect()
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
@@ -115,7 +144,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let term = model.term(start - 1).unwrap_or(last_term);
                 let batch = batch_from(start, count, term, bump);
                 let entries: Vec<Entry> = batch.iter().map(|&(i, t)| entry(i, t)).collect();
-                (log.append(&entries).map(|l| l.to_string()).map_err(kind), model.append(&batch).map(|l| l.to_string()).map_err(str::to_owned))
+                (
+                    log.append(&entries).map(|l| l.to_string()).map_err(kind),
+                    model.append(&batch).map(|l| l.to_string()).map_err(str::to_owned),
+                )
             }
             Op::MaybeAppend { prev_back, wrong_term, count, bump, commit_ahead } => {
                 let prev_index = last.saturating_sub(prev_back).max(model.first - 1);
@@ -124,18 +156,33 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let entries: Vec<Entry> = batch.iter().map(|&(i, t)| entry(i, t)).collect();
                 let leader_commit = model.commit + commit_ahead;
                 (
-                    log.maybe_append(prev_index, prev_term, leader_commit, &entries).map(|r| format!("{r:?}")).map_err(kind),
-                    model.maybe_append((prev_index, prev_term), leader_commit, &batch).map(|r| format!("{r:?}")).map_err(str::to_owned),
+                    log.maybe_append(prev_index, prev_term, leader_commit, &entries)
+                        .map(|r| format!("{r:?}"))
+                        .map_err(kind),
+                    model
+                        .maybe_append((prev_index, prev_term), leader_commit, &batch)
+                        .map(|r| format!("{r:?}"))
+                        .map_err(str::to_owned),
                 )
             }
             Op::CommitTo { ahead } => {
                 let to = model.commit + ahead;
-                let want = if to > last { Err("unavailable".to_owned()) } else { model.commit = model.commit.max(to); Ok(String::new()) };
+                let want = if to > last {
+                    Err("unavailable".to_owned())
+                } else {
+                    model.commit = model.commit.max(to);
+                    Ok(String::new())
+                };
                 (log.commit_to(to).map(|()| String::new()).map_err(kind), want)
             }
             Op::AppliedTo { back } => {
                 let to = (model.commit + 1).saturating_sub(back);
-                let want = if to > model.commit { Err("not committed".to_owned()) } else { model.applied = model.applied.max(to); Ok(String::new()) };
+                let want = if to > model.commit {
+                    Err("not committed".to_owned())
+                } else {
+                    model.applied = model.applied.max(to);
+                    Ok(String::new())
+                };
                 (log.applied_to(to).map(|()| String::new()).map_err(kind), want)
             }
             Op::Compact { back } => {
@@ -153,16 +200,27 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 (log.compact(to).map(|()| String::new()).map_err(kind), want)
             }
             Op::Restore { ahead, term_bump } => {
-                let index = (model.commit + ahead).max(last) ;
+                let index = (model.commit + ahead).max(last);
                 let term = last_term + term_bump;
                 model.terms.clear();
-                (model.first, model.prev_term, model.commit, model.applied) = (index + 1, term, index, index);
+                (model.first, model.prev_term, model.commit, model.applied) =
+                    (index + 1, term, index, index);
                 (log.restore(index, term).map(|()| String::new()).map_err(kind), Ok(String::new()))
             }
         };
         prop_assert_eq!(&got, &want, "{:?}", op);
-        prop_assert_eq!((log.first_index(), log.last_index()), (model.first, model.last()), "{:?}", op);
-        prop_assert_eq!((log.commit_index(), log.applied_index()), (model.commit, model.applied), "{:?}", op);
+        prop_assert_eq!(
+            (log.first_index(), log.last_index()),
+            (model.first, model.last()),
+            "{:?}",
+            op
+        );
+        prop_assert_eq!(
+            (log.commit_index(), log.applied_index()),
+            (model.commit, model.applied),
+            "{:?}",
+            op
+        );
         let all = log.entries(model.first, model.last() + 1, u64::MAX).unwrap();
         let terms: Vec<(u64, u64)> = all.iter().map(|e| (e.index, e.term)).collect();
         prop_assert_eq!(terms, model.terms.iter().map(|(i, t)| (*i, *t)).collect::<Vec<_>>());
@@ -207,11 +265,23 @@ fn acknowledged_entries_and_commit_index_survive_crashes() {
             let acked = follower_workload(&fs, workload, Some(halt_after));
             fs.crash(workload * 1_000_003 + halt_after);
             let case = format!("workload {workload}, crash after {halt_after} ops");
-            let store = LogStore::open_with(fs, common::DIR, Options::default()).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let store = LogStore::open_with(fs, common::DIR, Options::default())
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
             let log = RaftLog::new(store).unwrap_or_else(|e| panic!("{case}: {e}"));
-            assert!(log.commit_index() >= acked.commit, "{case}: commit {} below acknowledged {}", log.commit_index(), acked.commit);
-            assert!(log.commit_index() <= acked.commit_reached, "{case}: commit {} beyond any reached", log.commit_index());
-            let got = log.entries(1, acked.entries.len() as u64 + 1, u64::MAX).unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert!(
+                log.commit_index() >= acked.commit,
+                "{case}: commit {} below acknowledged {}",
+                log.commit_index(),
+                acked.commit
+            );
+            assert!(
+                log.commit_index() <= acked.commit_reached,
+                "{case}: commit {} beyond any reached",
+                log.commit_index()
+            );
+            let got = log
+                .entries(1, acked.entries.len() as u64 + 1, u64::MAX)
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
             assert_eq!(got, acked.entries, "{case}: acknowledged committed entries");
             states += 1;
         }
@@ -241,12 +311,15 @@ fn follower_workload(fs: &SimFs, seed: u64, halt_after: Option<u64>) -> Acked {
                 // A new leader overwrites part of the uncommitted tail.
                 term += 1;
                 let prev = rng.gen_range(log.commit_index()..=log.last_index());
-                let batch: Vec<Entry> = (prev + 1..prev + 1 + rng.gen_range(1..4)).map(|i| entry(i, term)).collect();
-                log.maybe_append(prev, log.term(prev).unwrap(), log.commit_index(), &batch).map(|_| ())
+                let batch: Vec<Entry> =
+                    (prev + 1..prev + 1 + rng.gen_range(1..4)).map(|i| entry(i, term)).collect();
+                log.maybe_append(prev, log.term(prev).unwrap(), log.commit_index(), &batch)
+                    .map(|_| ())
             }
             1 => {
                 let last = log.last_index();
-                let batch: Vec<Entry> = (last + 1..last + 1 + rng.gen_range(1..5)).map(|i| entry(i, term)).collect();
+                let batch: Vec<Entry> =
+                    (last + 1..last + 1 + rng.gen_range(1..5)).map(|i| entry(i, term)).collect();
                 log.append(&batch).map(|_| ())
             }
             2 => {
