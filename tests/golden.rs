@@ -63,6 +63,11 @@ fn format_v1_golden_store_opens_with_its_contents() {
     let store = LogStore::open(copy.path(), options()).unwrap();
     let report = store.recovery_report();
     assert!(!report.created && report.torn_tail.is_none(), "{report:?}");
+    assert!(
+        report.rebuilt_indexes.is_empty(),
+        "the v1 index files are read as written: {report:?}"
+    );
+    assert!(report.indexed_segments >= 1, "sealed segments open through their index: {report:?}");
     assert_eq!((store.first_index(), store.last_index()), (11, 55));
     assert_eq!(store.term(10).unwrap(), 1);
     assert_eq!(store.hard_state(), HardState::new(3, 2, 45));

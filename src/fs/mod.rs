@@ -9,6 +9,7 @@
 //! 2. A created or removed name is durable only after `sync_dir` on its directory returns `Ok`.
 //! 3. Unsynced writes may land in any subset and any order, each torn at 512-byte sectors.
 //! 4. After a failed write or sync, nothing about the file's content can be assumed.
+//! 5. A file is mapped only once it is immutable; it is never truncated while mapped.
 
 mod sim;
 mod std_fs;
@@ -44,6 +45,9 @@ pub trait FileSystem: Send + Sync + 'static {
 
 /// An open file, shared by the writer and concurrent readers.
 pub trait FileHandle: Send + Sync + 'static {
+    /// A read-only view of a whole immutable file (a memory map on the real disk).
+    type Map: AsRef<[u8]> + Send + Sync + 'static;
+
     /// Fills `buf` from `offset`; `ErrorKind::UnexpectedEof` if the file is shorter.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
@@ -56,4 +60,7 @@ pub trait FileHandle: Send + Sync + 'static {
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// Makes the file's content durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
+    /// Maps the whole file read-only. Only for files that are never written or truncated
+    /// again (sealed segments and their indexes).
+    fn map(&self) -> io::Result<Self::Map>;
 }

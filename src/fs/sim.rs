@@ -474,6 +474,13 @@ impl SimFile {
 }
 
 impl FileHandle for SimFile {
+    /// A copy of the live image: the plain-read stand-in for a memory map.
+    type Map = Vec<u8>;
+
+    fn map(&self) -> io::Result<Vec<u8>> {
+        self.with_inode(FaultOp::Read, |state, ino| Ok(state.inodes[&ino].live.clone()))
+    }
+
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.with_inode(FaultOp::Read, |state, ino| {
             let live = &state.inodes[&ino].live;

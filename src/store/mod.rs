@@ -30,14 +30,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use recover::{RecoveryReport, TornTail};
-use state::LogState;
+pub use recover::{IndexRebuild, RecoveryReport, TornTail};
+use state::{Locs, LogState, Segment};
 use writer::{create_segment, Writer};
 
 use crate::entry::Entry;
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem, StdFs};
 use crate::hard_state::{HardState, Meta, MetaFile};
+use crate::index::{self, IndexHeader};
 use crate::options::{Options, SyncPolicy};
 use crate::segment::format::{
     decode_record, RecordError, RecordSeed, SegmentHeader, RECORD_ENTRY, RECORD_HEADER_BYTES,
@@ -194,7 +195,7 @@ impl<F: FileSystem> LogStore<F> {
         }
         let durable = inner.durable_index.load(Ordering::Acquire);
         let locs = inner.poison_on_err(writer.write_entries(inner.store_uid, entries, durable))?;
-        write(&inner.log).active_mut().locs.extend(locs);
+        write(&inner.log).active_mut().push(locs);
         let sync_now = matches!(inner.options.sync_policy,
             SyncPolicy::Auto { bytes, .. } if bytes > 0 && writer.bytes_since_sync >= bytes);
         drop(writer);
@@ -283,9 +284,9 @@ impl<F: FileSystem> LogStore<F> {
             log.first_index = index + 1;
             log.prev_term = prev_term;
             let keep_from = log.segments.iter().position(|s| s.id >= segment_id_min).unwrap_or(0);
-            log.segments.drain(..keep_from).map(|s| s.path).collect()
+            log.segments.drain(..keep_from).collect()
         };
-        inner.poison_on_err(inner.remove_files(dead))
+        inner.poison_on_err(inner.remove_segments(dead))
     }
 
     /// Drops the whole log; it continues after `index`, whose term is `term` (a follower that
@@ -386,9 +387,17 @@ fn spawn_flusher<F: FileSystem>(inner: Arc<Inner<F>>, interval: Duration) -> Joi
     })
 }
 
-/// Consecutive records of one segment to read with one positional read.
+/// Where a read run's bytes come from.
+enum RunSource<H> {
+    /// A sealed segment's mapped bytes: payloads are handed out without a copy.
+    Mapped(Bytes),
+    /// The active segment: one positional read.
+    File(Arc<H>),
+}
+
+/// Consecutive records of one segment, read at once.
 struct ReadRun<H> {
-    file: Arc<H>,
+    source: RunSource<H>,
     path: PathBuf,
     segment_id: u64,
     offset: u64,
@@ -398,11 +407,31 @@ struct ReadRun<H> {
 }
 
 impl<H: FileHandle> ReadRun<H> {
-    fn read_into(self, store_uid: u64, out: &mut Vec<Entry>) -> Result<()> {
+    fn bytes(&self) -> Result<Bytes> {
         let len = usize::try_from(self.len).expect("a run fits in memory");
-        let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, self.offset).ctx("read", &self.path)?;
-        let buf = Bytes::from(buf);
+        match &self.source {
+            RunSource::Mapped(data) => {
+                let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
+                match start.checked_add(len).filter(|end| *end <= data.len()) {
+                    Some(end) => Ok(data.slice(start..end)),
+                    None => {
+                        let reason = Corruption::Field("segment shorter than its index");
+                        let indexes = Some(self.first_index..self.first_index + 1);
+                        Err(Error::corrupt(&self.path, self.offset, indexes, reason))
+                    }
+                }
+            }
+            RunSource::File(file) => {
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, self.offset).ctx("read", &self.path)?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    /// Decodes the run's records, verifying each one's checksum and identity.
+    fn read_into(self, store_uid: u64, out: &mut Vec<Entry>) -> Result<()> {
+        let buf = self.bytes()?;
         let seed = RecordSeed { store_uid, segment_id: self.segment_id };
         let mut at = 0usize;
         for (k, term) in self.terms.iter().enumerate() {
@@ -500,18 +529,42 @@ impl<F: FileSystem> Inner<F> {
         Ok(())
     }
 
-    /// Seals the active segment and returns the term of its last record.
+    /// Seals the active segment (seal record fsynced), writes its index and switches it to
+    /// the mapped index. Returns the term of its last record.
     fn seal_active(&self, writer: &mut Writer<F::File>) -> Result<u64> {
-        let (last_index, last_term, count) = {
+        let (last, count, id, first_index, index_path, locs) = {
             let log = read(&self.log);
-            let (last_index, last_term) = log.active().last_record();
-            (last_index, last_term, log.active().locs.len() as u64)
+            let active = log.active();
+            let Locs::Memory(locs) = &active.locs else { unreachable!("the active segment") };
+            let identity = (active.id, active.first_index, active.index_path());
+            (
+                active.last_record(),
+                active.record_count(),
+                identity.0,
+                identity.1,
+                identity.2,
+                locs.clone(),
+            )
         };
         let durable = self.durable_index.load(Ordering::Acquire);
-        writer.seal(self.store_uid, (last_index, last_term), count, durable)?;
-        write(&self.log).active_mut().sealed = true;
-        self.durable_index.fetch_max(last_index, Ordering::AcqRel);
-        Ok(last_term)
+        let (data_end, seal_crc) = writer.seal(self.store_uid, last, count, durable)?;
+        let header = IndexHeader {
+            store_uid: self.store_uid,
+            segment_id: id,
+            first_index,
+            count,
+            data_end,
+            seal_crc,
+        };
+        let segment_index = index::write_file(&self.fs, &index_path, &header, &locs, last.1)?;
+        {
+            let mut log = write(&self.log);
+            let active = log.active_mut();
+            active.locs = Locs::Indexed(segment_index);
+            active.sealed = true;
+        }
+        self.durable_index.fetch_max(last.0, Ordering::AcqRel);
+        Ok(last.1)
     }
 
     fn next_header(
@@ -553,7 +606,7 @@ impl<F: FileSystem> Inner<F> {
             dead
         };
         self.durable_index.store(from - 1, Ordering::Release);
-        self.remove_files(dead.into_iter().map(|s| s.path).collect())
+        self.remove_segments(dead)
     }
 
     /// `reset` once checked: the meta declares every segment dead, then a new one starts.
@@ -579,7 +632,7 @@ impl<F: FileSystem> Inner<F> {
             std::mem::replace(&mut log.segments, vec![segment])
         };
         self.durable_index.store(first_index - 1, Ordering::Release);
-        self.remove_files(dead.into_iter().map(|s| s.path).collect())
+        self.remove_segments(dead)
     }
 
     /// Writes the meta `update` makes of the current one, durably, and mirrors its hard state.
@@ -592,11 +645,18 @@ impl<F: FileSystem> Inner<F> {
         Ok(())
     }
 
-    /// Removes dead segment files. Their names need no directory sync: recovery recognises a
-    /// dead segment that comes back.
-    fn remove_files(&self, paths: Vec<PathBuf>) -> Result<()> {
-        for path in paths {
-            self.fs.remove(&path).ctx("remove", &path)?;
+    /// Removes dead segments and their indexes. Their names need no directory sync: recovery
+    /// recognises a dead segment that comes back. Readers holding their data keep it.
+    fn remove_segments(&self, dead: Vec<Segment<F::File>>) -> Result<()> {
+        for segment in dead {
+            for path in [segment.index_path(), segment.path] {
+                match self.fs.remove(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("remove", path, e))
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -617,9 +677,14 @@ impl<F: FileSystem> Inner<F> {
         'segments: while index < hi {
             let position = log.segment_position(index).expect("live index has a segment");
             let segment = &log.segments[position];
-            let start = *segment.loc(index).expect("live index has a location");
+            let start = segment.loc(index).expect("live index has a location");
+            let source = if segment.sealed {
+                RunSource::Mapped(segment.data().ctx("map", &segment.path)?)
+            } else {
+                RunSource::File(Arc::clone(&segment.file))
+            };
             let mut run = ReadRun {
-                file: Arc::clone(&segment.file),
+                source,
                 path: segment.path.clone(),
                 segment_id: segment.id,
                 offset: start.offset,

@@ -17,7 +17,12 @@
 //! | R11 | a segment starts inside an older one | override: the older suffix is dead; remove segments left empty |
 //! | R12 | a segment does not continue the segment and term recorded in its header | `Corrupt` (broken chain) |
 //! | R13 | commit index beyond the recovered last index | `Corrupt` |
+//! | R14 | a sealed segment's index missing, damaged or disagreeing with the segment | rebuilt from a scan of the segment, reported |
+//! | R15 | an index file of no sealed live segment | removed, reported |
 //!
+//! Sealed segments other than the last are opened through their index (R14 when it fails):
+//! header, seal record and index checksums are read, not the records. Only the last segment
+//! is scanned record by record.
 //! Invariants:
 //! 1. Nothing on disk changes before every row has been decided: an open that returns
 //!    `Corrupt` leaves the directory as it found it.
@@ -32,14 +37,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::state::{LogState, Segment};
+use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
 use crate::hard_state::{Meta, MetaFile, MetaRead, META_FILE};
+use crate::index;
 use crate::options::Options;
 use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::segment::{self, scan_segment, HeaderDamage, Scanned, Tail};
+use crate::segment::{self, check_sealed, read_header, scan_segment, HeaderDamage, Scanned, Tail};
 
 /// File name of the directory lock.
 pub const LOCK_FILE: &str = "LOCK";
@@ -60,8 +66,13 @@ pub struct RecoveryReport {
     pub last_index: u64,
     /// The unacknowledged torn tail that was cut, if any.
     pub torn_tail: Option<TornTail>,
-    /// Segment files removed: dead (compacted, reset, overridden by a truncation) or unfinished.
-    pub removed_segments: Vec<PathBuf>,
+    /// Sealed segments opened through their index, without a scan.
+    pub indexed_segments: usize,
+    /// Files removed: dead segments (compacted, reset, overridden by a truncation) with their
+    /// indexes, unfinished segments, and stale or orphaned index files.
+    pub removed_files: Vec<PathBuf>,
+    /// Index files rebuilt from their segment.
+    pub rebuilt_indexes: Vec<IndexRebuild>,
     /// A meta slot that failed verification; the other slot was used.
     pub damaged_meta_slot: Option<usize>,
 }
@@ -80,6 +91,15 @@ pub struct TornTail {
     pub indexes_cut: Range<u64>,
 }
 
+/// An index file recovery rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRebuild {
+    /// The index file.
+    pub path: PathBuf,
+    /// What was wrong with the old one; `None` when it was missing.
+    pub reason: Option<Corruption>,
+}
+
 /// Everything `LogStore` is built from.
 pub(crate) struct Recovered<F: FileSystem> {
     pub lock: F::Lock,
@@ -91,8 +111,50 @@ pub(crate) struct Recovered<F: FileSystem> {
 
 /// Changes to make once every row of the table has been decided.
 struct Repairs<H> {
+    /// Files to remove (missing ones are fine).
     remove: Vec<PathBuf>,
     cut: Option<(Arc<H>, PathBuf, u64)>,
+    /// Sealed segments (by id) whose index must be rebuilt, and why.
+    rebuild: Vec<(u64, Option<Corruption>)>,
+}
+
+/// A live segment as recovery found it.
+struct Candidate<H: FileHandle> {
+    id: u64,
+    path: PathBuf,
+    file: Arc<H>,
+    found: Result<Found<H::Map>, HeaderDamage>,
+}
+
+/// A segment with a valid header.
+struct Found<M> {
+    header: SegmentHeader,
+    locs: Locs<M>,
+    sealed: bool,
+    tail: Tail,
+    file_len: u64,
+    /// `Some(why)` when the segment is sealed and its index must be rebuilt (R14).
+    index_rebuild: Option<Option<Corruption>>,
+}
+
+impl<M> Found<M> {
+    fn from_scan(scanned: Scanned) -> Self {
+        Found {
+            header: scanned.header,
+            locs: Locs::Memory(scanned.locs),
+            sealed: scanned.sealed,
+            tail: scanned.tail,
+            file_len: scanned.file_len,
+            index_rebuild: None,
+        }
+    }
+
+    fn record_count(&self) -> u64 {
+        match &self.locs {
+            Locs::Memory(locs) => locs.len() as u64,
+            Locs::Indexed(index) => index.count(),
+        }
+    }
 }
 
 pub(crate) fn recover<F: FileSystem>(
@@ -110,37 +172,121 @@ pub(crate) fn recover<F: FileSystem>(
     let mut ids: Vec<u64> =
         names.iter().filter_map(|n| n.to_str().and_then(segment::parse_file_name)).collect();
     ids.sort_unstable();
+    let index_ids: Vec<u64> =
+        names.iter().filter_map(|n| n.to_str().and_then(index::parse_file_name)).collect();
     let mut report = RecoveryReport::default();
     let has_meta = names.iter().any(|n| n.as_path() == Path::new(META_FILE));
     let meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut report)?;
     let current = *meta.current();
     let next_segment_id = ids.last().map_or(0, |id| id + 1).max(current.segment_id_min);
-    let mut repairs = Repairs { remove: Vec::new(), cut: None };
-    let mut scans = Vec::new();
-    for id in ids {
-        let path = dir.join(segment::file_name(id));
-        if id < current.segment_id_min {
-            repairs.remove.push(path); // R4
-            continue;
-        }
-        let file = fs.open(&path).ctx("open", &path)?;
-        let scanned = scan_segment(&file, current.store_uid, id).ctx("read", &path)?;
-        report.scanned_bytes += match &scanned {
-            Ok(s) => s.file_len,
+    let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new() };
+    let (dead, live): (Vec<u64>, Vec<u64>) =
+        ids.into_iter().partition(|id| *id < current.segment_id_min);
+    for id in dead {
+        repairs.remove.push(dir.join(segment::file_name(id))); // R4
+        repairs.remove.push(dir.join(index::file_name(id)));
+    }
+    for id in index_ids.iter().filter(|id| !live.contains(id)) {
+        repairs.remove.push(dir.join(index::file_name(*id))); // R15
+    }
+    let mut candidates = Vec::new();
+    for (position, &id) in live.iter().enumerate() {
+        let is_last = position + 1 == live.len();
+        let candidate = open_candidate(fs, dir, current.store_uid, id, is_last)?;
+        report.indexed_segments +=
+            usize::from(matches!(&candidate.found, Ok(Found { locs: Locs::Indexed(_), .. })));
+        report.scanned_bytes += match &candidate.found {
+            Ok(Found { locs: Locs::Indexed(_), .. }) => 0,
+            Ok(found) => found.file_len,
             Err(damage) => damage.file_len,
         };
-        scans.push((id, path, Arc::new(file), scanned));
+        candidates.push(candidate);
     }
-    let log = assemble(&current, scans, &mut repairs, &mut report)?;
+    let mut log = assemble(&current, candidates, &mut repairs, &mut report)?;
     check_commit(&log, &repairs, dir)?;
-    apply_repairs(fs, dir, options, &repairs)?;
-    let mut log = log;
+    apply_repairs(fs, (dir, current.store_uid), options, &mut log, &mut repairs, &mut report)?;
     let writer = open_active(fs, dir, options, &current, &mut log, next_segment_id)?;
     report.segments = log.segments.len();
     report.first_index = log.first_index;
     report.last_index = log.last_index();
-    report.removed_segments = repairs.remove;
+    report.removed_files = repairs.remove;
     Ok(Recovered { lock, meta, log, writer, report })
+}
+
+/// Opens live segment `id`: through its index when it is sealed and not the last (no scan),
+/// otherwise by a scan.
+fn open_candidate<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    store_uid: u64,
+    id: u64,
+    is_last: bool,
+) -> Result<Candidate<F::File>> {
+    let path = dir.join(segment::file_name(id));
+    let file = fs.open(&path).ctx("open", &path)?;
+    let mut index_problem = None;
+    if !is_last {
+        match open_indexed(fs, &path, &file, store_uid, id)? {
+            Ok(found) => return Ok(Candidate { id, path, file: Arc::new(file), found: Ok(found) }),
+            Err(problem) => index_problem = Some(problem),
+        }
+    }
+    let found = match scan_segment(&file, store_uid, id).ctx("read", &path)? {
+        Err(damage) => Err(damage),
+        Ok(scanned) if scanned.sealed && is_last => {
+            match open_indexed(fs, &path, &file, store_uid, id)? {
+                Ok(found) => Ok(found),
+                Err(problem) => {
+                    Ok(Found { index_rebuild: Some(problem), ..Found::from_scan(scanned) })
+                }
+            }
+        }
+        Ok(scanned) if scanned.sealed => {
+            Ok(Found { index_rebuild: index_problem, ..Found::from_scan(scanned) })
+        }
+        Ok(scanned) => Ok(Found::from_scan(scanned)),
+    };
+    Ok(Candidate { id, path, file: Arc::new(file), found })
+}
+
+/// A sealed segment opened by its header, seal record and verified index; the reason its
+/// index cannot be used otherwise.
+fn open_indexed<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    file: &F::File,
+    store_uid: u64,
+    id: u64,
+) -> Result<Result<Found<<F::File as FileHandle>::Map>, index::IndexProblem>> {
+    let header = match read_header(file, store_uid, id).ctx("read", path)? {
+        Ok(header) => header,
+        Err(reason) => return Ok(Err(Some(reason))),
+    };
+    let file_len = file.size().ctx("stat", path)?;
+    let expected = index::Expected {
+        store_uid,
+        segment_id: id,
+        first_index: header.first_index,
+        prev_term: header.prev_term,
+        segment_len: file_len,
+    };
+    let (segment_index, index_header) =
+        match index::open_verified(fs, &path.with_extension("idx"), &expected)? {
+            Ok(verified) => verified,
+            Err(problem) => return Ok(Err(problem)),
+        };
+    let last_term = segment_index.last_term();
+    if let Err(reason) = check_sealed(file, &header, &index_header, last_term).ctx("read", path)? {
+        return Ok(Err(Some(reason)));
+    }
+    Ok(Ok(Found {
+        header,
+        locs: Locs::Indexed(segment_index),
+        sealed: true,
+        tail: Tail::Clean,
+        file_len,
+        index_rebuild: None,
+    }))
 }
 
 /// Rows R1 to R3.
@@ -185,17 +331,15 @@ fn new_store_uid() -> u64 {
     hasher.finish().max(1)
 }
 
-type Scan<H> = (u64, PathBuf, Arc<H>, Result<Scanned, HeaderDamage>);
-
 /// Rows R5 to R12: classifies every segment and links them into one log.
-fn assemble<H>(
+fn assemble<H: FileHandle>(
     meta: &Meta,
-    mut scans: Vec<Scan<H>>,
+    mut candidates: Vec<Candidate<H>>,
     repairs: &mut Repairs<H>,
     report: &mut RecoveryReport,
 ) -> Result<LogState<H>> {
     let mut previous_must_be_sealed = false;
-    if let Some((_, path, _, Err(damage))) = scans.last() {
+    if let Some(Candidate { path, found: Err(damage), .. }) = candidates.last() {
         if !damage.identity && damage.later_valid.is_none() {
             report.torn_tail = Some(TornTail {
                 path: path.clone(),
@@ -204,7 +348,8 @@ fn assemble<H>(
                 indexes_cut: 0..0,
             });
             repairs.remove.push(path.clone()); // R5
-            scans.pop();
+            repairs.remove.push(path.with_extension("idx"));
+            candidates.pop();
             previous_must_be_sealed = true;
         }
     }
@@ -214,69 +359,68 @@ fn assemble<H>(
         prev_term: meta.prev_term,
         hard_state: meta.hard_state,
     };
-    let count = scans.len();
-    for (position, (id, path, file, scanned)) in scans.into_iter().enumerate() {
-        let scanned = match scanned {
-            Ok(scanned) => scanned,
+    let count = candidates.len();
+    for (position, Candidate { id, path, file, found }) in candidates.into_iter().enumerate() {
+        let found = match found {
+            Ok(found) => found,
             Err(damage) => {
                 let offset = damage.later_valid.unwrap_or(0);
                 return Err(Error::corrupt(path, offset, None, damage.reason)); // R6
             }
         };
         let is_last = position + 1 == count;
-        classify_tail(&path, &file, &scanned, is_last, repairs, report)?;
-        if !scanned.sealed && (!is_last || previous_must_be_sealed) {
-            let end = scanned.header.first_index + scanned.locs.len() as u64;
-            let indexes = Some(end..end);
-            return Err(Error::corrupt(path, scanned.end_offset, indexes, Corruption::BadSeal));
+        classify_tail(&path, &file, &found, is_last, repairs, report)?;
+        if !found.sealed && (!is_last || previous_must_be_sealed) {
+            let end = found.header.first_index + found.record_count();
+            let Locs::Memory(locs) = &found.locs else { unreachable!("indexed means sealed") };
+            let offset = index::data_end(locs);
+            return Err(Error::corrupt(path, offset, Some(end..end), Corruption::BadSeal));
             // R9
         }
-        link(&mut log, meta, &path, &scanned.header, repairs)?;
-        log.segments.push(Segment {
-            id,
-            path,
-            file,
-            first_index: scanned.header.first_index,
-            prev_term: scanned.header.prev_term,
-            locs: scanned.locs,
-            sealed: scanned.sealed,
-        });
+        if !found.sealed {
+            repairs.remove.push(path.with_extension("idx")); // R15: stale
+        }
+        link(&mut log, meta, &path, &found.header, repairs)?;
+        if let Some(reason) = found.index_rebuild {
+            repairs.rebuild.push((id, reason)); // R14
+        }
+        let bounds = (found.header.first_index, found.header.prev_term);
+        log.segments.push(Segment::new(id, path, file, bounds, found.locs, found.sealed));
     }
     if let Some(last) = log.segments.last() {
         if last.end_index() < meta.first_index {
             let indexes = Some(last.end_index()..meta.first_index);
-            let offset = last.locs.last().map_or(0, |loc| loc.offset + loc.record_len());
-            return Err(Error::corrupt(&last.path, offset, indexes, Corruption::MissingEntries));
+            return Err(Error::corrupt(&last.path, 0, indexes, Corruption::MissingEntries));
         }
     }
     Ok(log)
 }
 
 /// Rows R7 to R9 for the bytes after a segment's last valid record.
-fn classify_tail<H>(
+fn classify_tail<H: FileHandle>(
     path: &Path,
     file: &Arc<H>,
-    scanned: &Scanned,
+    found: &Found<H::Map>,
     is_last: bool,
     repairs: &mut Repairs<H>,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let Tail::Damaged(damage) = &scanned.tail else { return Ok(()) };
+    let Tail::Damaged(damage) = &found.tail else { return Ok(()) };
     if let Some((_, later_index, _)) = damage.later_valid {
         let indexes = Some(damage.expected_index..later_index + 1);
         let reason = Corruption::DamagedBeforeDurable;
         return Err(Error::corrupt(path, damage.offset, indexes, reason)); // R8
     }
     if !is_last {
-        let indexes =
-            Some(damage.expected_index..damage.apparent_end_index.max(damage.expected_index + 1));
+        let end = damage.apparent_end_index.max(damage.expected_index + 1);
+        let indexes = Some(damage.expected_index..end);
         return Err(Error::corrupt(path, damage.offset, indexes, damage.reason.clone()));
         // R9
     }
     report.torn_tail = Some(TornTail {
         path: path.to_path_buf(),
         offset: damage.offset,
-        bytes_cut: scanned.file_len - damage.offset,
+        bytes_cut: found.file_len - damage.offset,
         indexes_cut: damage.expected_index..damage.apparent_end_index,
     });
     repairs.cut = Some((Arc::clone(file), path.to_path_buf(), damage.offset)); // R7
@@ -284,7 +428,7 @@ fn classify_tail<H>(
 }
 
 /// Rows R10 to R12: links a segment after those already in `log`.
-fn link<H>(
+fn link<H: FileHandle>(
     log: &mut LogState<H>,
     meta: &Meta,
     path: &Path,
@@ -297,8 +441,10 @@ fn link<H>(
         return Err(Error::corrupt(path, 24, Some(end..first), Corruption::MissingEntries));
         // R10
     }
-    let overridden = log.truncate_from(first); // R11
-    repairs.remove.extend(overridden.into_iter().map(|segment| segment.path));
+    for overridden in log.truncate_from(first) {
+        repairs.remove.push(overridden.index_path()); // R11
+        repairs.remove.push(overridden.path);
+    }
     if first > meta.first_index {
         let continues = log.segment_position(first - 1).is_some_and(|position| {
             let previous = &log.segments[position];
@@ -314,7 +460,7 @@ fn link<H>(
 }
 
 /// Row R13.
-fn check_commit<H>(log: &LogState<H>, repairs: &Repairs<H>, dir: &Path) -> Result<()> {
+fn check_commit<H: FileHandle>(log: &LogState<H>, repairs: &Repairs<H>, dir: &Path) -> Result<()> {
     let last_index = log.segments.last().map_or(log.first_index - 1, |s| s.end_index() - 1);
     let commit = log.hard_state.commit;
     if commit <= last_index {
@@ -331,9 +477,11 @@ fn check_commit<H>(log: &LogState<H>, repairs: &Repairs<H>, dir: &Path) -> Resul
 
 fn apply_repairs<F: FileSystem>(
     fs: &F,
-    dir: &Path,
+    (dir, store_uid): (&Path, u64),
     options: &Options,
-    repairs: &Repairs<F::File>,
+    log: &mut LogState<F::File>,
+    repairs: &mut Repairs<F::File>,
+    report: &mut RecoveryReport,
 ) -> Result<()> {
     if let Some((file, path, offset)) = &repairs.cut {
         file.set_len(*offset).ctx("set_len", path)?;
@@ -342,13 +490,49 @@ fn apply_repairs<F: FileSystem>(
         }
         file.sync_data().ctx("sync_data", path)?;
     }
-    for path in &repairs.remove {
-        fs.remove(path).ctx("remove", path)?;
+    for (id, reason) in std::mem::take(&mut repairs.rebuild) {
+        let Some(segment) = log.segments.iter_mut().find(|s| s.id == id) else { continue };
+        let path = segment.index_path();
+        segment.locs = Locs::Indexed(rebuild_index(fs, store_uid, segment)?);
+        report.rebuilt_indexes.push(IndexRebuild { path, reason });
     }
-    if !repairs.remove.is_empty() {
+    let mut removed = Vec::new();
+    for path in std::mem::take(&mut repairs.remove) {
+        match fs.remove(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
+    }
+    repairs.remove = removed;
+    if !repairs.remove.is_empty() || !report.rebuilt_indexes.is_empty() {
         fs.sync_dir(dir).ctx("sync_dir", dir)?;
     }
     Ok(())
+}
+
+/// Writes the index of a scanned sealed segment (R14).
+fn rebuild_index<F: FileSystem>(
+    fs: &F,
+    store_uid: u64,
+    segment: &Segment<F::File>,
+) -> Result<index::MappedIndex<F>> {
+    let Locs::Memory(locs) = &segment.locs else {
+        unreachable!("only scanned segments are rebuilt")
+    };
+    let data_end = index::data_end(locs);
+    let mut seal_crc = [0u8; 4];
+    segment.file.read_exact_at(&mut seal_crc, data_end).ctx("read", &segment.path)?;
+    let header = index::IndexHeader {
+        store_uid,
+        segment_id: segment.id,
+        first_index: segment.first_index,
+        count: locs.len() as u64,
+        data_end,
+        seal_crc: u32::from_le_bytes(seal_crc),
+    };
+    let (_, last_term) = segment.last_record();
+    index::write_file(fs, &segment.index_path(), &header, locs, last_term)
 }
 
 /// Reopens the last segment for appends, or creates a new active segment after it.
@@ -361,14 +545,13 @@ fn open_active<F: FileSystem>(
     next_segment_id: u64,
 ) -> Result<Writer<F::File>> {
     if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
-        let write_offset = match &active.locs.last() {
-            Some(loc) => loc.offset + loc.record_len(),
-            None => SEGMENT_HEADER_BYTES as u64,
+        let Locs::Memory(locs) = &active.locs else {
+            unreachable!("an unsealed segment is scanned")
         };
         // Recovered records may still sit in the page cache only (a clean restart without a
         // crash): sync them so everything the store starts with is durable.
         active.file.sync_data().ctx("sync_data", &active.path)?;
-        return Ok(Writer::new(active, write_offset, next_segment_id));
+        return Ok(Writer::new(active, index::data_end(locs), next_segment_id));
     }
     let header = match log.segments.last() {
         Some(_) => {

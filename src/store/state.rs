@@ -8,16 +8,28 @@
 //!    `first_index` are hidden (compacted) even while their segment is kept.
 //! 4. `prev_term` is the term of `first_index - 1`.
 
+use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::fs::FileHandle;
 use crate::hard_state::HardState;
+use crate::index::SegmentIndex;
 use crate::segment::Loc;
 
+/// Where a segment's entries lie.
+pub(crate) enum Locs<M> {
+    /// The active segment, or a sealed one just scanned by recovery and not yet indexed.
+    Memory(Vec<Loc>),
+    /// A sealed segment: its verified, mapped index file.
+    Indexed(SegmentIndex<M>),
+}
+
 /// One segment file as the store holds it.
-#[derive(Debug)]
-pub(crate) struct Segment<H> {
+pub(crate) struct Segment<H: FileHandle> {
     pub id: u64,
     pub path: PathBuf,
     pub file: Arc<H>,
@@ -25,31 +37,104 @@ pub(crate) struct Segment<H> {
     pub first_index: u64,
     /// Term of `first_index - 1` when the segment was created (from its header).
     pub prev_term: u64,
-    /// The live entries, from `first_index` on.
-    pub locs: Vec<Loc>,
+    /// One past the last live index; below the physical end once a newer segment overrode
+    /// the rest (invariant 1 holds for live ranges).
+    live_end: u64,
+    pub locs: Locs<H::Map>,
     pub sealed: bool,
+    /// A sealed segment's bytes, mapped on first read and shared by every payload handed out.
+    data: OnceLock<Bytes>,
 }
 
-impl<H> Segment<H> {
+impl<H: FileHandle> Segment<H> {
+    pub fn new(
+        id: u64,
+        path: PathBuf,
+        file: Arc<H>,
+        (first_index, prev_term): (u64, u64),
+        locs: Locs<H::Map>,
+        sealed: bool,
+    ) -> Self {
+        let mut segment = Segment {
+            id,
+            path,
+            file,
+            first_index,
+            prev_term,
+            live_end: first_index,
+            locs,
+            sealed,
+            data: OnceLock::new(),
+        };
+        segment.live_end = first_index + segment.record_count();
+        segment
+    }
+
+    /// Entry records in the file, live or overridden.
+    pub fn record_count(&self) -> u64 {
+        match &self.locs {
+            Locs::Memory(locs) => locs.len() as u64,
+            Locs::Indexed(index) => index.count(),
+        }
+    }
+
     /// One past the segment's last live index.
     pub fn end_index(&self) -> u64 {
-        self.first_index + self.locs.len() as u64
+        self.live_end
     }
 
     /// The last index and term of the segment's records, for its seal record.
     pub fn last_record(&self) -> (u64, u64) {
-        (self.end_index() - 1, self.locs.last().map_or(self.prev_term, |loc| loc.term))
+        let last_term = match &self.locs {
+            Locs::Memory(locs) => locs.last().map_or(self.prev_term, |loc| loc.term),
+            Locs::Indexed(index) => index.last_term(),
+        };
+        (self.first_index + self.record_count() - 1, last_term)
     }
 
-    pub fn loc(&self, index: u64) -> Option<&Loc> {
-        let slot = index.checked_sub(self.first_index)?;
-        self.locs.get(usize::try_from(slot).ok()?)
+    /// Where the live entry `index` lies.
+    pub fn loc(&self, index: u64) -> Option<Loc> {
+        if index < self.first_index || index >= self.live_end {
+            return None;
+        }
+        match &self.locs {
+            Locs::Memory(locs) => {
+                locs.get(usize::try_from(index - self.first_index).ok()?).copied()
+            }
+            Locs::Indexed(segment_index) => segment_index.loc(index),
+        }
+    }
+
+    /// Records appended to the active segment.
+    pub fn push(&mut self, new: Vec<Loc>) {
+        let Locs::Memory(locs) = &mut self.locs else { panic!("append to an indexed segment") };
+        assert_eq!(self.live_end, self.first_index + locs.len() as u64, "append after an override");
+        self.live_end += new.len() as u64;
+        locs.extend(new);
+    }
+
+    /// Hides the entries from `end` on (a newer segment overrides them).
+    pub fn truncate_live(&mut self, end: u64) {
+        self.live_end = self.live_end.min(end.max(self.first_index));
+    }
+
+    /// The path of this segment's index file.
+    pub fn index_path(&self) -> PathBuf {
+        self.path.with_extension("idx")
+    }
+
+    /// The sealed segment's bytes, mapped once.
+    pub fn data(&self) -> io::Result<Bytes> {
+        if let Some(bytes) = self.data.get() {
+            return Ok(bytes.clone());
+        }
+        let bytes = Bytes::from_owner(self.file.map()?);
+        Ok(self.data.get_or_init(|| bytes).clone())
     }
 }
 
 /// The log's segments, bounds and hard state.
-#[derive(Debug)]
-pub(crate) struct LogState<H> {
+pub(crate) struct LogState<H: FileHandle> {
     pub segments: Vec<Segment<H>>,
     /// First live index, inclusive.
     pub first_index: u64,
@@ -58,7 +143,7 @@ pub(crate) struct LogState<H> {
     pub hard_state: HardState,
 }
 
-impl<H> LogState<H> {
+impl<H: FileHandle> LogState<H> {
     pub fn last_index(&self) -> u64 {
         self.active().end_index() - 1
     }
@@ -107,8 +192,7 @@ impl<H> LogState<H> {
             dropped.push(self.segments.pop().expect("checked non-empty"));
         }
         if let Some(last) = self.segments.last_mut() {
-            let keep = usize::try_from(from - last.first_index).unwrap_or(usize::MAX);
-            last.locs.truncate(keep);
+            last.truncate_live(from);
         }
         dropped
     }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::state::Segment;
+use super::state::{Locs, Segment};
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
@@ -20,7 +20,6 @@ use crate::segment::format::{sync_lag, Record, RecordSeed, SegmentHeader, RECORD
 use crate::segment::{self, Loc};
 
 /// Mutable state of the single writer, behind the store's writer mutex.
-#[derive(Debug)]
 pub(crate) struct Writer<H> {
     pub file: Arc<H>,
     pub path: PathBuf,
@@ -95,21 +94,24 @@ impl<H: FileHandle> Writer<H> {
     }
 
     /// Seals the active segment, whose last record is `last` (index, term) and which holds
-    /// `count` entries, and fsyncs it.
+    /// `count` entries, and fsyncs it. Returns the seal's offset and checksum (for the index).
     pub fn seal(
         &mut self,
         store_uid: u64,
         last: (u64, u64),
         count: u64,
         durable_index: u64,
-    ) -> Result<()> {
+    ) -> Result<(u64, u32)> {
         let seed = self.seed(store_uid);
         let count = count.to_le_bytes();
         self.buf.clear();
         Record::seal(last.0, last.1, durable_index, &count).encode(seed, &mut self.buf);
-        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
+        let seal_offset = self.write_offset;
+        self.file.write_all_at(&self.buf, seal_offset).ctx("write", &self.path)?;
         self.write_offset += self.buf.len() as u64;
-        self.file.sync_data().ctx("sync_data", &self.path)
+        self.file.sync_data().ctx("sync_data", &self.path)?;
+        let crc = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        Ok((seal_offset, crc))
     }
 }
 
@@ -128,13 +130,13 @@ pub(crate) fn create_segment<F: FileSystem>(
     }
     file.sync_data().ctx("sync_data", &path)?;
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
-    Ok(Segment {
-        id: header.segment_id,
+    let bounds = (header.first_index, header.prev_term);
+    Ok(Segment::new(
+        header.segment_id,
         path,
-        file: Arc::new(file),
-        first_index: header.first_index,
-        prev_term: header.prev_term,
-        locs: Vec::new(),
-        sealed: false,
-    })
+        Arc::new(file),
+        bounds,
+        Locs::Memory(Vec::new()),
+        false,
+    ))
 }

@@ -1,0 +1,284 @@
+//! The index file of a sealed segment: for each entry its offset, term and payload length, at
+//! a fixed width, so entry `i` is found by arithmetic in a read-only memory map.
+//!
+//! ```text
+//! header (64 bytes)
+//!  0  magic        u32  "RLIX"
+//!  4  version      u16  1
+//!  6  reserved     u16  0
+//!  8  store_uid    u64
+//! 16  segment_id   u64
+//! 24  first_index  u64  the segment's first index
+//! 32  count        u64  entry records in the segment
+//! 40  data_end     u64  offset of the segment's seal record
+//! 48  seal_crc     u32  the seal record's checksum: binds the index to that sealed segment
+//! 52  entries_crc  u32  crc32 of the entries array
+//! 56  reserved     u32  0
+//! 60  header_crc   u32  crc32 of bytes [0, 60)
+//! entries, `count` times (20 bytes each)
+//!  0  offset       u64  of the record header in the segment
+//!  8  term         u64
+//! 16  payload_len  u32
+//! ```
+//!
+//! Invariants:
+//! 1. The index is derived data: it is verified (checksums, identity, and that offsets chain
+//!    record after record up to the seal, terms never decreasing) before it is used, and
+//!    rebuilt from its segment when it is missing or fails.
+//! 2. Verification reads through a bounded buffer, not the map: opening a store keeps nothing
+//!    per entry resident. Lookups then touch only the pages they need.
+
+use std::io;
+use std::path::Path;
+
+use crate::error::{Corruption, Error, IoContext, Result};
+use crate::fs::{FileHandle, FileSystem};
+use crate::segment::format::{u16_at, u32_at, u64_at, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::segment::Loc;
+
+/// "RLIX": first four bytes of an index file.
+pub const INDEX_MAGIC: u32 = u32::from_le_bytes(*b"RLIX");
+/// The index format this code writes and reads.
+pub const INDEX_VERSION: u16 = 1;
+/// Bytes of the index header.
+pub const INDEX_HEADER_BYTES: usize = 64;
+/// Bytes of one entry of the index.
+pub const INDEX_ENTRY_BYTES: usize = 20;
+const VERIFY_CHUNK_ENTRIES: usize = 64 * 1024;
+
+/// File name of the index of segment `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("{id:016x}.idx")
+}
+
+/// The id in an index file name, or `None` for any other name.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    crate::segment::parse_file_name(&format!("{}.seg", name.strip_suffix(".idx")?))
+}
+
+/// Header fields of an index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexHeader {
+    pub store_uid: u64,
+    pub segment_id: u64,
+    pub first_index: u64,
+    pub count: u64,
+    pub data_end: u64,
+    pub seal_crc: u32,
+}
+
+/// The bytes of the index of a segment whose records are `locs`.
+pub(crate) fn encode(header: &IndexHeader, locs: &[Loc]) -> Vec<u8> {
+    assert_eq!(header.count, locs.len() as u64, "index count and entries disagree");
+    let mut out = vec![0u8; INDEX_HEADER_BYTES];
+    out.reserve(locs.len() * INDEX_ENTRY_BYTES);
+    for loc in locs {
+        out.extend_from_slice(&loc.offset.to_le_bytes());
+        out.extend_from_slice(&loc.term.to_le_bytes());
+        out.extend_from_slice(&loc.payload_len.to_le_bytes());
+    }
+    let entries_crc = crc32fast::hash(&out[INDEX_HEADER_BYTES..]);
+    out[0..4].copy_from_slice(&INDEX_MAGIC.to_le_bytes());
+    out[4..6].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+    out[8..16].copy_from_slice(&header.store_uid.to_le_bytes());
+    out[16..24].copy_from_slice(&header.segment_id.to_le_bytes());
+    out[24..32].copy_from_slice(&header.first_index.to_le_bytes());
+    out[32..40].copy_from_slice(&header.count.to_le_bytes());
+    out[40..48].copy_from_slice(&header.data_end.to_le_bytes());
+    out[48..52].copy_from_slice(&header.seal_crc.to_le_bytes());
+    out[52..56].copy_from_slice(&entries_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[0..60]);
+    out[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    out
+}
+
+fn decode_loc(bytes: &[u8]) -> Loc {
+    Loc { offset: u64_at(bytes, 0), term: u64_at(bytes, 8), payload_len: u32_at(bytes, 16) }
+}
+
+/// What the index must agree with: the segment's own header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected {
+    pub store_uid: u64,
+    pub segment_id: u64,
+    pub first_index: u64,
+    /// Term of `first_index - 1`: no entry may have a lower one.
+    pub prev_term: u64,
+    /// Size of the segment file: nothing may point past it.
+    pub segment_len: u64,
+}
+
+/// Verifies the index in `file` per invariant 1 and returns its header and last term.
+fn verify<H: FileHandle>(
+    file: &H,
+    expected: &Expected,
+) -> io::Result<Result<(IndexHeader, u64), Corruption>> {
+    let size = file.size()?;
+    if size < INDEX_HEADER_BYTES as u64 {
+        return Ok(Err(Corruption::Field("index file length")));
+    }
+    let mut head = [0u8; INDEX_HEADER_BYTES];
+    file.read_exact_at(&mut head, 0)?;
+    let header = match decode_header(&head, expected) {
+        Ok(header) => header,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let entries_len = header.count.checked_mul(INDEX_ENTRY_BYTES as u64);
+    if entries_len.and_then(|len| len.checked_add(INDEX_HEADER_BYTES as u64)) != Some(size)
+        || header.data_end > expected.segment_len
+    {
+        return Ok(Err(Corruption::Field("index count or data_end")));
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    let mut next_offset = SEGMENT_HEADER_BYTES as u64;
+    let mut last_term = expected.prev_term;
+    let mut chunk = vec![0u8; VERIFY_CHUNK_ENTRIES * INDEX_ENTRY_BYTES];
+    let mut read = 0u64;
+    while read < header.count {
+        let entries = (header.count - read).min(VERIFY_CHUNK_ENTRIES as u64) as usize;
+        let bytes = &mut chunk[..entries * INDEX_ENTRY_BYTES];
+        file.read_exact_at(bytes, INDEX_HEADER_BYTES as u64 + read * INDEX_ENTRY_BYTES as u64)?;
+        hasher.update(bytes);
+        for raw in bytes.chunks_exact(INDEX_ENTRY_BYTES) {
+            let loc = decode_loc(raw);
+            if loc.offset != next_offset || loc.term < last_term {
+                return Ok(Err(Corruption::Field("index entry out of sequence")));
+            }
+            next_offset = loc.offset + loc.record_len();
+            last_term = loc.term;
+        }
+        read += entries as u64;
+    }
+    if hasher.finalize() != u32_at(&head, 52) {
+        return Ok(Err(Corruption::Checksum));
+    }
+    if next_offset != header.data_end {
+        return Ok(Err(Corruption::Field("index does not end at the seal")));
+    }
+    Ok(Ok((header, last_term)))
+}
+
+fn decode_header(head: &[u8], expected: &Expected) -> Result<IndexHeader, Corruption> {
+    if crc32fast::hash(&head[0..60]) != u32_at(head, 60) {
+        return Err(Corruption::Checksum);
+    }
+    if u32_at(head, 0) != INDEX_MAGIC {
+        return Err(Corruption::Field("index magic"));
+    }
+    if u16_at(head, 4) != INDEX_VERSION {
+        return Err(Corruption::Identity("unknown index format version"));
+    }
+    let header = IndexHeader {
+        store_uid: u64_at(head, 8),
+        segment_id: u64_at(head, 16),
+        first_index: u64_at(head, 24),
+        count: u64_at(head, 32),
+        data_end: u64_at(head, 40),
+        seal_crc: u32_at(head, 48),
+    };
+    let same = header.store_uid == expected.store_uid
+        && header.segment_id == expected.segment_id
+        && header.first_index == expected.first_index;
+    if !same {
+        return Err(Corruption::Identity("index of another segment"));
+    }
+    Ok(header)
+}
+
+/// A verified index, mapped: lookups by arithmetic, nothing per entry on the heap.
+pub(crate) struct SegmentIndex<M> {
+    map: M,
+    first_index: u64,
+    count: u64,
+    last_term: u64,
+}
+
+impl<M> SegmentIndex<M> {
+    /// Entry records in the segment.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Term of the segment's last record (`prev_term` when it has none).
+    pub fn last_term(&self) -> u64 {
+        self.last_term
+    }
+}
+
+impl<M: AsRef<[u8]>> SegmentIndex<M> {
+    /// `map` must hold an index that `verify` accepted with `header`.
+    pub fn new(map: M, header: &IndexHeader, last_term: u64) -> Option<Self> {
+        let needed = INDEX_HEADER_BYTES as u64 + header.count * INDEX_ENTRY_BYTES as u64;
+        (map.as_ref().len() as u64 >= needed).then_some(SegmentIndex {
+            map,
+            first_index: header.first_index,
+            count: header.count,
+            last_term,
+        })
+    }
+
+    pub fn loc(&self, index: u64) -> Option<Loc> {
+        let position = index.checked_sub(self.first_index).filter(|p| *p < self.count)?;
+        let at = INDEX_HEADER_BYTES + usize::try_from(position).ok()? * INDEX_ENTRY_BYTES;
+        Some(decode_loc(&self.map.as_ref()[at..at + INDEX_ENTRY_BYTES]))
+    }
+}
+
+/// Offset just past the last record described by `locs` (the seal's offset).
+pub(crate) fn data_end(locs: &[Loc]) -> u64 {
+    locs.last().map_or(SEGMENT_HEADER_BYTES as u64, |loc| loc.offset + loc.record_len())
+}
+
+const _: () = assert!(INDEX_ENTRY_BYTES == 8 + 8 + 4 && RECORD_HEADER_BYTES == 32);
+
+/// The mapped index type of a file system's files.
+pub(crate) type MappedIndex<F> = SegmentIndex<<<F as FileSystem>::File as FileHandle>::Map>;
+
+/// Why an index cannot be used: `None` when it is missing, else what failed.
+pub(crate) type IndexProblem = Option<Corruption>;
+
+/// A verified, mapped index and its header, or why there is none.
+pub(crate) type Verified<F> = std::result::Result<(MappedIndex<F>, IndexHeader), IndexProblem>;
+
+/// Writes the index of a sealed segment to `path` (replacing any), fsyncs it and maps it.
+/// Its name becomes durable with the next directory sync (the next segment's creation); until
+/// then a crash only costs a rebuild.
+pub(crate) fn write_file<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    header: &IndexHeader,
+    locs: &[Loc],
+    last_term: u64,
+) -> Result<MappedIndex<F>> {
+    match fs.remove(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(Error::io("remove", path, e)),
+        _ => {}
+    }
+    let file = fs.create(path).ctx("create", path)?;
+    file.write_all_at(&encode(header, locs), 0).ctx("write", path)?;
+    file.sync_data().ctx("sync_data", path)?;
+    let map = file.map().ctx("map", path)?;
+    Ok(SegmentIndex::new(map, header, last_term).expect("a written index is complete"))
+}
+
+/// Opens, verifies and maps the index at `path`: `Err(None)` when it is missing,
+/// `Err(Some(reason))` when it fails verification.
+pub(crate) fn open_verified<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    expected: &Expected,
+) -> Result<Verified<F>> {
+    let file = match fs.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(None)),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let (header, last_term) = match verify(&file, expected).ctx("read", path)? {
+        Ok(verified) => verified,
+        Err(reason) => return Ok(Err(Some(reason))),
+    };
+    let map = file.map().ctx("map", path)?;
+    Ok(SegmentIndex::new(map, &header, last_term)
+        .map(|index| (index, header))
+        .ok_or(Some(Corruption::Field("index file changed while mapped"))))
+}
