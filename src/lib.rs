@@ -42,5 +42,5 @@ pub use entries::{RaftLog, RaftLogOptions};
 pub use entry::Entry;
 pub use error::{Corruption, Error, HardStateRule, Result};
 pub use hard_state::HardState;
-pub use options::{Options, SyncPolicy};
+pub use options::{Compression, Options, SyncPolicy};
 pub use store::{IndexRebuild, LogStore, RecoveryReport, TornTail};

@@ -35,6 +35,22 @@ pub enum SyncPolicy {
     Never,
 }
 
+/// How entry payloads are compressed on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Payloads are stored as given.
+    Off,
+    /// Payloads of at least `threshold_bytes` are compressed with zstd at `level`. A payload
+    /// that does not shrink by at least an eighth is stored as given, and the next 32 payloads
+    /// are then not tried, so incompressible data pays almost nothing.
+    Zstd {
+        /// zstd level (1 is fast; 3 is zstd's default; up to 22).
+        level: i32,
+        /// Smallest payload worth compressing.
+        threshold_bytes: u64,
+    },
+}
+
 /// Configuration of a `LogStore`, built with setters from `Options::default()`.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -42,6 +58,7 @@ pub struct Options {
     pub(crate) entry_bytes_max: u64,
     pub(crate) sync_policy: SyncPolicy,
     pub(crate) preallocate: bool,
+    pub(crate) compression: Compression,
 }
 
 impl Default for Options {
@@ -51,6 +68,7 @@ impl Default for Options {
             entry_bytes_max: 16 << 20,
             sync_policy: SyncPolicy::OnSync,
             preallocate: false,
+            compression: Compression::Zstd { level: 1, threshold_bytes: 4096 },
         }
     }
 }
@@ -84,12 +102,25 @@ impl Options {
         self
     }
 
+    /// Payload compression (default zstd level 1 for payloads of 4 KiB or more; see
+    /// BENCHMARKS.md).
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.segment_bytes_max < SEGMENT_BYTES_MIN {
             return Err(Error::InvalidOptions("segment_bytes_max below 1024"));
         }
         if self.entry_bytes_max > ENTRY_BYTES_LIMIT {
             return Err(Error::InvalidOptions("entry_bytes_max above u32::MAX - 32"));
+        }
+        if let Compression::Zstd { level, .. } = self.compression {
+            if !zstd::compression_level_range().contains(&level) {
+                return Err(Error::InvalidOptions("zstd level out of range"));
+            }
         }
         Ok(())
     }

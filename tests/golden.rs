@@ -13,14 +13,28 @@ fn options() -> Options {
     Options::default().segment_bytes_max(4096)
 }
 
-/// The entry the golden workload leaves at `index`.
+/// The entry the golden workload leaves at `index`; every seventh is large enough to be
+/// stored zstd-compressed.
 fn expected(index: u64) -> Entry {
     if index >= 50 {
         Entry::new(index, 3, format!("rewritten entry {index}")).with_kind(1)
+    } else if index % 7 == 0 {
+        let term = 1 + index / 30;
+        Entry::new(index, term, format!("compressible row {index};").repeat(300)).with_kind(2)
     } else {
         let term = 1 + index / 30;
         Entry::new(index, term, format!("golden entry {index} ").repeat(4))
             .with_kind((index % 3) as u8)
+    }
+}
+
+fn expected_before_truncation(index: u64) -> Entry {
+    if index >= 50 {
+        let term = 1 + index / 30;
+        Entry::new(index, term, format!("golden entry {index} ").repeat(4))
+            .with_kind((index % 3) as u8)
+    } else {
+        expected(index)
     }
 }
 
@@ -29,9 +43,7 @@ fn expected(index: u64) -> Entry {
 fn write_golden(dir: &Path) {
     let store = LogStore::open(dir, options()).unwrap();
     for index in 1..=60 {
-        let term = 1 + index / 30;
-        let entry = Entry::new(index, term, format!("golden entry {index} ").repeat(4));
-        store.append(&[entry.with_kind((index % 3) as u8)]).unwrap();
+        store.append(&[expected_before_truncation(index)]).unwrap();
     }
     store.truncate_suffix(50).unwrap();
     store.append(&(50..=55).map(expected).collect::<Vec<_>>()).unwrap();
@@ -60,6 +72,13 @@ fn format_v1_golden_store_opens_with_its_contents() {
         names.push(file.file_name());
     }
     assert!(names.len() >= 4, "the golden store holds a meta file and several segments");
+    let stored: u64 = names
+        .iter()
+        .filter(|n| n.to_str().unwrap().ends_with(".seg"))
+        .map(|n| std::fs::metadata(golden_dir().join(n)).unwrap().len())
+        .sum();
+    let logical: u64 = (1..=60).map(|i| expected_before_truncation(i).payload.len() as u64).sum();
+    assert!(stored < logical, "the large entries are stored compressed ({stored} < {logical})");
     let store = LogStore::open(copy.path(), options()).unwrap();
     let report = store.recovery_report();
     assert!(!report.created && report.torn_tail.is_none(), "{report:?}");

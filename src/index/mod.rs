@@ -15,10 +15,11 @@
 //! 52  entries_crc  u32  crc32 of the entries array
 //! 56  reserved     u32  0
 //! 60  header_crc   u32  crc32 of bytes [0, 60)
-//! entries, `count` times (20 bytes each)
+//! entries, `count` times (24 bytes each)
 //!  0  offset       u64  of the record header in the segment
 //!  8  term         u64
-//! 16  payload_len  u32
+//! 16  stored_len   u32  payload bytes in the segment
+//! 20  payload_len  u32  payload bytes as given (after decompression)
 //! ```
 //!
 //! Invariants:
@@ -43,7 +44,7 @@ pub const INDEX_VERSION: u16 = 1;
 /// Bytes of the index header.
 pub const INDEX_HEADER_BYTES: usize = 64;
 /// Bytes of one entry of the index.
-pub const INDEX_ENTRY_BYTES: usize = 20;
+pub const INDEX_ENTRY_BYTES: usize = 24;
 const VERIFY_CHUNK_ENTRIES: usize = 64 * 1024;
 
 /// File name of the index of segment `id`.
@@ -75,6 +76,7 @@ pub(crate) fn encode(header: &IndexHeader, locs: &[Loc]) -> Vec<u8> {
     for loc in locs {
         out.extend_from_slice(&loc.offset.to_le_bytes());
         out.extend_from_slice(&loc.term.to_le_bytes());
+        out.extend_from_slice(&loc.stored_len.to_le_bytes());
         out.extend_from_slice(&loc.payload_len.to_le_bytes());
     }
     let entries_crc = crc32fast::hash(&out[INDEX_HEADER_BYTES..]);
@@ -93,7 +95,12 @@ pub(crate) fn encode(header: &IndexHeader, locs: &[Loc]) -> Vec<u8> {
 }
 
 fn decode_loc(bytes: &[u8]) -> Loc {
-    Loc { offset: u64_at(bytes, 0), term: u64_at(bytes, 8), payload_len: u32_at(bytes, 16) }
+    Loc {
+        offset: u64_at(bytes, 0),
+        term: u64_at(bytes, 8),
+        stored_len: u32_at(bytes, 16),
+        payload_len: u32_at(bytes, 20),
+    }
 }
 
 /// What the index must agree with: the segment's own header.
@@ -229,7 +236,7 @@ pub(crate) fn data_end(locs: &[Loc]) -> u64 {
     locs.last().map_or(SEGMENT_HEADER_BYTES as u64, |loc| loc.offset + loc.record_len())
 }
 
-const _: () = assert!(INDEX_ENTRY_BYTES == 8 + 8 + 4 && RECORD_HEADER_BYTES == 32);
+const _: () = assert!(INDEX_ENTRY_BYTES == 8 + 8 + 4 + 4 && RECORD_HEADER_BYTES == 32);
 
 /// The mapped index type of a file system's files.
 pub(crate) type MappedIndex<F> = SegmentIndex<<<F as FileSystem>::File as FileHandle>::Map>;

@@ -13,6 +13,8 @@
 
 use crate::error::Corruption;
 
+const _: () = assert!(FLAG_ZSTD == 1);
+
 /// "RLSG": first four bytes of every segment file.
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"RLSG");
 /// The segment format this code writes and reads.
@@ -28,6 +30,10 @@ pub const RECORD_ENTRY: u8 = 1;
 pub const RECORD_SEAL: u8 = 2;
 /// Payload bytes of a seal record: the entry count.
 pub const SEAL_PAYLOAD_BYTES: usize = 8;
+/// Record flag: the payload is one zstd frame, with its content size, of the entry's bytes.
+pub const FLAG_ZSTD: u16 = 1;
+/// Largest payload a record may carry or decompress to (the length fields are u32).
+pub const PAYLOAD_BYTES_LIMIT: u64 = u32::MAX as u64 - RECORD_HEADER_BYTES as u64;
 
 const _: () = assert!(SEGMENT_HEADER_BYTES % 8 == 0 && RECORD_HEADER_BYTES % 8 == 0);
 
@@ -132,7 +138,7 @@ impl RecordSeed {
 /// 16  term         u64
 /// 24  record_type  u8   1 = entry, 2 = seal
 /// 25  entry_kind   u8   opaque, as given by the caller
-/// 26  flags        u16  0 (reserved for compression)
+/// 26  flags        u16  bit 0: payload is a zstd frame (FLAG_ZSTD); other bits 0
 /// 28  sync_lag     u32  index minus the durable index when the record was written (saturated)
 /// 32  payload      [u8; payload_len]
 /// ```
@@ -148,6 +154,8 @@ pub struct Record<'a> {
     pub entry_kind: u8,
     /// How far ahead of the durable index this record was written.
     pub sync_lag: u32,
+    /// The payload is zstd-compressed (`FLAG_ZSTD`).
+    pub compressed: bool,
     /// The payload (for a seal: the entry count, u64).
     pub payload: &'a [u8],
 }
@@ -173,7 +181,9 @@ impl Record<'_> {
         out.extend_from_slice(&payload_len.to_le_bytes());
         out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.term.to_le_bytes());
-        out.extend_from_slice(&[self.record_type, self.entry_kind, 0, 0]);
+        let flags = if self.compressed { FLAG_ZSTD } else { 0 };
+        out.extend_from_slice(&[self.record_type, self.entry_kind]);
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&self.sync_lag.to_le_bytes());
         out.extend_from_slice(self.payload);
         let crc = seed.checksum(&out[start + 4..]);
@@ -194,6 +204,7 @@ impl Record<'_> {
             term: last_term,
             entry_kind: 0,
             sync_lag: sync_lag(last_index, durable_index),
+            compressed: false,
             payload: count,
         }
     }
@@ -229,21 +240,51 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
     if seed.checksum(covered) != u32_at(header, 0) {
         return Err(RecordError::Invalid(Corruption::Checksum));
     }
+    let flags = u16_at(header, 26);
     let record = Record {
         record_type: header[24],
         index: u64_at(header, 8),
         term: u64_at(header, 16),
         entry_kind: header[25],
         sync_lag: u32_at(header, 28),
+        compressed: flags & FLAG_ZSTD != 0,
         payload: &bytes[RECORD_HEADER_BYTES..total],
     };
-    if u16_at(header, 26) != 0 {
+    if flags & !FLAG_ZSTD != 0 {
         return Err(RecordError::Invalid(Corruption::Field("record flags")));
     }
     match record.record_type {
         RECORD_ENTRY if record.index > 0 => Ok(record),
-        RECORD_SEAL if payload_len == SEAL_PAYLOAD_BYTES => Ok(record),
+        RECORD_SEAL if payload_len == SEAL_PAYLOAD_BYTES && !record.compressed => Ok(record),
         _ => Err(RecordError::Invalid(Corruption::Field("record type or index"))),
+    }
+}
+
+impl Record<'_> {
+    /// The entry's payload length as the caller gave it: the stored length, or for a
+    /// compressed payload the content size its zstd frame declares (checked against the limit,
+    /// never allocated here).
+    pub fn logical_len(&self) -> Result<u32, Corruption> {
+        if !self.compressed {
+            return u32::try_from(self.payload.len())
+                .map_err(|_| Corruption::Field("payload length"));
+        }
+        match zstd::zstd_safe::get_frame_content_size(self.payload) {
+            Ok(Some(len)) if len <= PAYLOAD_BYTES_LIMIT => {
+                u32::try_from(len).map_err(|_| Corruption::Field("compressed payload size"))
+            }
+            _ => Err(Corruption::Field("compressed payload size")),
+        }
+    }
+
+    /// The entry's payload bytes: decompressed into exactly `logical_len` bytes if compressed.
+    pub fn decompress(&self, logical_len: u32) -> Result<Vec<u8>, Corruption> {
+        let out = zstd::bulk::decompress(self.payload, logical_len as usize)
+            .map_err(|_| Corruption::Field("compressed payload"))?;
+        if out.len() != logical_len as usize {
+            return Err(Corruption::Field("compressed payload size"));
+        }
+        Ok(out)
     }
 }
 
@@ -284,7 +325,7 @@ mod tests {
         ) {
             let record = Record {
                 record_type: RECORD_ENTRY, index, term, entry_kind: kind, sync_lag: lag,
-                payload: &payload,
+                compressed: false, payload: &payload,
             };
             let mut out = Vec::new();
             record.encode(SEED, &mut out);
@@ -296,8 +337,27 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_record(SEED, &bytes);
+            if let Ok(record) = decode_record(SEED, &bytes) {
+                if let Ok(len) = record.logical_len() {
+                    let _ = record.decompress(len.min(1 << 20));
+                }
+            }
             let _ = SegmentHeader::decode(&bytes);
+        }
+
+        #[test]
+        fn compressed_records_round_trip(payload in proptest::collection::vec(0u8..4, 0..5000)) {
+            let stored = zstd::bulk::compress(&payload, 1).unwrap();
+            let record = Record {
+                record_type: RECORD_ENTRY, index: 3, term: 1, entry_kind: 0, sync_lag: 0,
+                compressed: true, payload: &stored,
+            };
+            let mut out = Vec::new();
+            record.encode(SEED, &mut out);
+            let decoded = decode_record(SEED, &out).unwrap();
+            let len = decoded.logical_len().unwrap();
+            prop_assert_eq!(len as usize, payload.len());
+            prop_assert_eq!(decoded.decompress(len).unwrap(), payload);
         }
 
         #[test]
@@ -313,13 +373,31 @@ mod tests {
         fn any_single_bit_flip_is_detected(bit in 0usize..(8 * 40)) {
             let record = Record {
                 record_type: RECORD_ENTRY, index: 9, term: 2, entry_kind: 1, sync_lag: 0,
-                payload: b"payload!",
+                compressed: false, payload: b"payload!",
             };
             let mut out = Vec::new();
             record.encode(SEED, &mut out);
             out[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(decode_record(SEED, &out) != Ok(record));
         }
+    }
+
+    #[test]
+    fn compressed_sizes_are_checked_before_allocating() {
+        let frame = zstd::bulk::compress(&[7u8; 100], 1).unwrap();
+        let record = Record {
+            record_type: RECORD_ENTRY,
+            index: 3,
+            term: 1,
+            entry_kind: 0,
+            sync_lag: 0,
+            compressed: true,
+            payload: &frame,
+        };
+        assert_eq!(record.logical_len(), Ok(100));
+        assert!(record.decompress(99).is_err(), "a size other than the declared one is refused");
+        let torn = Record { payload: &frame[..3], ..record };
+        assert!(torn.logical_len().is_err());
     }
 
     #[test]

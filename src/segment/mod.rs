@@ -20,16 +20,18 @@ pub(crate) use scan::{check_sealed, read_header, scan_segment, HeaderDamage, Sca
 pub(crate) struct Loc {
     /// Offset of the record header in the segment file.
     pub offset: u64,
-    /// Payload bytes.
-    pub payload_len: u32,
     /// The entry's term.
     pub term: u64,
+    /// Payload bytes as stored (compressed or not).
+    pub stored_len: u32,
+    /// Payload bytes as the caller gave them (what read budgets count).
+    pub payload_len: u32,
 }
 
 impl Loc {
     /// Bytes of the whole record.
     pub fn record_len(&self) -> u64 {
-        format::RECORD_HEADER_BYTES as u64 + u64::from(self.payload_len)
+        format::RECORD_HEADER_BYTES as u64 + u64::from(self.stored_len)
     }
 }
 

@@ -207,14 +207,16 @@ pub(crate) fn scan_segment<H: FileHandle>(
         let expected_index = header.first_index + scanned.locs.len() as u64;
         let reason = match decode_record(seed, reader.record_bytes(offset)?) {
             Ok(record) if record.record_type == RECORD_ENTRY && record.index == expected_index => {
-                if record.term >= last_term {
-                    let payload_len = record.payload.len() as u32;
-                    scanned.locs.push(Loc { offset, payload_len, term: record.term });
+                let logical_len = record.logical_len();
+                if let (true, Ok(payload_len)) = (record.term >= last_term, &logical_len) {
+                    let stored_len = record.payload.len() as u32;
+                    let payload_len = *payload_len;
+                    scanned.locs.push(Loc { offset, term: record.term, stored_len, payload_len });
                     scanned.end_offset += record.encoded_len() as u64;
                     last_term = record.term;
                     continue;
                 }
-                Corruption::Field("term below the previous entry's")
+                logical_len.err().unwrap_or(Corruption::Field("term below the previous entry's"))
             }
             Ok(record) if record.record_type == RECORD_SEAL => {
                 let count = scanned.locs.len() as u64;

@@ -403,7 +403,8 @@ struct ReadRun<H> {
     offset: u64,
     len: u64,
     first_index: u64,
-    terms: Vec<u64>,
+    /// Term and payload length of each entry of the run.
+    entries: Vec<(u64, u32)>,
 }
 
 impl<H: FileHandle> ReadRun<H> {
@@ -434,7 +435,7 @@ impl<H: FileHandle> ReadRun<H> {
         let buf = self.bytes()?;
         let seed = RecordSeed { store_uid, segment_id: self.segment_id };
         let mut at = 0usize;
-        for (k, term) in self.terms.iter().enumerate() {
+        for (k, &(term, payload_len)) in self.entries.iter().enumerate() {
             let index = self.first_index + k as u64;
             let corrupt = |reason| {
                 Error::corrupt(&self.path, self.offset + at as u64, Some(index..index + 1), reason)
@@ -446,16 +447,16 @@ impl<H: FileHandle> ReadRun<H> {
                     return Err(corrupt(Corruption::Field("record length")))
                 }
             };
-            if record.record_type != RECORD_ENTRY || record.index != index || record.term != *term {
+            if record.record_type != RECORD_ENTRY || record.index != index || record.term != term {
                 return Err(corrupt(Corruption::Identity("record is not the entry indexed here")));
             }
-            let payload_at = at + RECORD_HEADER_BYTES;
-            out.push(Entry {
-                index,
-                term: record.term,
-                payload: buf.slice(payload_at..payload_at + record.payload.len()),
-                kind: record.entry_kind,
-            });
+            let payload = if record.compressed {
+                Bytes::from(record.decompress(payload_len).map_err(corrupt)?)
+            } else {
+                let payload_at = at + RECORD_HEADER_BYTES;
+                buf.slice(payload_at..payload_at + record.payload.len())
+            };
+            out.push(Entry { index, term, payload, kind: record.entry_kind });
             at += record.encoded_len();
         }
         Ok(())
@@ -690,7 +691,7 @@ impl<F: FileSystem> Inner<F> {
                 offset: start.offset,
                 len: 0,
                 first_index: index,
-                terms: Vec::new(),
+                entries: Vec::new(),
             };
             while index < hi && index < segment.end_index() {
                 let loc = segment.loc(index).expect("inside the segment");
@@ -699,13 +700,13 @@ impl<F: FileSystem> Inner<F> {
                     runs.push(run);
                     break 'segments;
                 }
-                run.terms.push(loc.term);
+                run.entries.push((loc.term, loc.payload_len));
                 run.len = loc.offset + loc.record_len() - run.offset;
                 index += 1;
             }
             runs.push(run);
         }
-        runs.retain(|run| !run.terms.is_empty());
+        runs.retain(|run| !run.entries.is_empty());
         Ok(runs)
     }
 }

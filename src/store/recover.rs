@@ -551,7 +551,8 @@ fn open_active<F: FileSystem>(
         // Recovered records may still sit in the page cache only (a clean restart without a
         // crash): sync them so everything the store starts with is durable.
         active.file.sync_data().ctx("sync_data", &active.path)?;
-        return Ok(Writer::new(active, index::data_end(locs), next_segment_id));
+        let writer = Writer::new(active, index::data_end(locs), next_segment_id);
+        return Ok(writer.with_compression(options.compression));
     }
     let header = match log.segments.last() {
         Some(_) => {
@@ -574,7 +575,8 @@ fn open_active<F: FileSystem>(
         },
     };
     let segment = create_segment(fs, dir, options, &header)?;
-    let writer = Writer::new(&segment, SEGMENT_HEADER_BYTES as u64, next_segment_id + 1);
+    let writer = Writer::new(&segment, SEGMENT_HEADER_BYTES as u64, next_segment_id + 1)
+        .with_compression(options.compression);
     log.segments.push(segment);
     Ok(writer)
 }

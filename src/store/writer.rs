@@ -15,9 +15,51 @@ use super::state::{Locs, Segment};
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
-use crate::options::Options;
+use crate::options::{Compression, Options};
 use crate::segment::format::{sync_lag, Record, RecordSeed, SegmentHeader, RECORD_ENTRY};
 use crate::segment::{self, Loc};
+
+/// Eligible payloads not tried after one that did not compress.
+const INCOMPRESSIBLE_SKIP: u32 = 32;
+
+/// Payload compression with back-off on incompressible data.
+pub(crate) struct Compressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    threshold_bytes: u64,
+    /// Eligible payloads still to store as given before trying again.
+    skip: u32,
+    out: Vec<u8>,
+}
+
+impl Compressor {
+    pub fn new(compression: Compression) -> Option<Self> {
+        let Compression::Zstd { level, threshold_bytes } = compression else { return None };
+        let zstd = zstd::bulk::Compressor::new(level).expect("level checked by Options::validate");
+        Some(Compressor { zstd, threshold_bytes, skip: 0, out: Vec::new() })
+    }
+
+    /// The compressed payload, if compressing `payload` is worth it.
+    fn compress(&mut self, payload: &[u8]) -> Option<&[u8]> {
+        if (payload.len() as u64) < self.threshold_bytes {
+            return None;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(payload.len()));
+        let worth_it = match self.zstd.compress_to_buffer(payload, &mut self.out) {
+            Ok(len) => len < payload.len() - payload.len() / 8,
+            Err(_) => false,
+        };
+        if !worth_it {
+            self.skip = INCOMPRESSIBLE_SKIP;
+            return None;
+        }
+        Some(&self.out)
+    }
+}
 
 /// Mutable state of the single writer, behind the store's writer mutex.
 pub(crate) struct Writer<H> {
@@ -29,6 +71,7 @@ pub(crate) struct Writer<H> {
     /// Bytes appended since the last sync (for `SyncPolicy::Auto`).
     pub bytes_since_sync: u64,
     buf: Vec<u8>,
+    compressor: Option<Compressor>,
 }
 
 impl<H: FileHandle> Writer<H> {
@@ -46,15 +89,25 @@ impl<H: FileHandle> Writer<H> {
             next_segment_id,
             bytes_since_sync: 0,
             buf: Vec::new(),
+            compressor: None,
         }
+    }
+
+    /// Compresses payloads per `compression` from now on.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compressor = Compressor::new(compression);
+        self
     }
 
     /// Makes `segment` the active one.
     pub fn switch_to(&mut self, segment: &Segment<H>, write_offset: u64) {
-        *self = Writer {
-            buf: std::mem::take(&mut self.buf),
-            ..Writer::new(segment, write_offset, self.next_segment_id)
-        };
+        assert!(self.next_segment_id > segment.id, "segment {} is not new", segment.id);
+        self.file = Arc::clone(&segment.file);
+        self.path = segment.path.clone();
+        self.segment_id = segment.id;
+        self.write_offset = write_offset;
+        // Switching follows a seal (fsynced) or a durable truncation or reset.
+        self.bytes_since_sync = 0;
     }
 
     fn seed(&self, store_uid: u64) -> RecordSeed {
@@ -74,18 +127,21 @@ impl<H: FileHandle> Writer<H> {
         let mut locs = Vec::with_capacity(entries.len());
         for entry in entries {
             let offset = self.write_offset + self.buf.len() as u64;
+            let compressed = self.compressor.as_mut().and_then(|c| c.compress(&entry.payload));
             let record = Record {
                 record_type: RECORD_ENTRY,
                 index: entry.index,
                 term: entry.term,
                 entry_kind: entry.kind,
                 sync_lag: sync_lag(entry.index, durable_index),
-                payload: &entry.payload,
+                compressed: compressed.is_some(),
+                payload: compressed.unwrap_or(&entry.payload),
             };
             record.encode(seed, &mut self.buf);
+            let stored_len = u32::try_from(record.payload.len()).expect("below the payload limit");
             let payload_len =
                 u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
-            locs.push(Loc { offset, payload_len, term: entry.term });
+            locs.push(Loc { offset, term: entry.term, stored_len, payload_len });
         }
         self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
         self.write_offset += self.buf.len() as u64;
