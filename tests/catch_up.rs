@@ -42,3 +42,22 @@ fn sealed_payloads_are_shared_not_copied_and_outlive_compaction() {
         (1501..2001).map(entry).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn after_close_the_next_open_scans_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), options()).unwrap();
+    for first in (1..=1000).step_by(100) {
+        store.append(&(first..first + 100).map(entry).collect::<Vec<_>>()).unwrap();
+    }
+    store.close().unwrap();
+    let store = LogStore::open(dir.path(), options()).unwrap();
+    let report = store.recovery_report().clone();
+    assert_eq!(report.scanned_bytes, 0, "no record is read: {report:?}");
+    assert!(report.rebuilt_indexes.is_empty() && report.torn_tail.is_none(), "{report:?}");
+    assert_eq!(store.entries(1, 1001, u64::MAX).unwrap(), (1..1001).map(entry).collect::<Vec<_>>());
+    store.append(&[entry(1001)]).unwrap();
+    store.close().unwrap();
+    let store = LogStore::open(dir.path(), options()).unwrap();
+    assert_eq!(store.last_index(), 1001);
+}

@@ -211,6 +211,21 @@ impl<F: FileSystem> LogStore<F> {
         self.inner.sync()
     }
 
+    /// Closes the store cleanly: makes everything durable and seals the active segment (with
+    /// its index), so that the next open reads no record at all. Dropping the store without
+    /// `close` is just as safe; the next open then scans the active segment.
+    pub fn close(self) -> Result<()> {
+        let inner = &*self.inner;
+        inner.check_writable()?;
+        inner.sync()?;
+        let _gate = inner.sync_gate();
+        let mut writer = lock(&inner.writer);
+        if read(&inner.log).active().record_count() > 0 {
+            inner.poison_on_err(inner.seal_active(&mut writer).map(|_| ()))?;
+        }
+        Ok(())
+    }
+
     /// Entries in `[lo, hi)`, stopping before the payloads exceed `max_bytes` in total, but
     /// always at least one entry when `lo < hi`. Every entry's checksum is verified.
     pub fn entries(&self, lo: u64, hi: u64, max_bytes: u64) -> Result<Vec<Entry>> {

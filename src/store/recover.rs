@@ -20,9 +20,9 @@
 //! | R14 | a sealed segment's index missing, damaged or disagreeing with the segment | rebuilt from a scan of the segment, reported |
 //! | R15 | an index file of no sealed live segment | removed, reported |
 //!
-//! Sealed segments other than the last are opened through their index (R14 when it fails):
-//! header, seal record and index checksums are read, not the records. Only the last segment
-//! is scanned record by record.
+//! Sealed segments are opened through their index (R14 when it fails): header, seal record and
+//! index checksums are read, not the records. Only the unsealed last segment is scanned record
+//! by record.
 //! Invariants:
 //! 1. Nothing on disk changes before every row has been decided: an open that returns
 //!    `Corrupt` leaves the directory as it found it.
@@ -190,9 +190,8 @@ pub(crate) fn recover<F: FileSystem>(
         repairs.remove.push(dir.join(index::file_name(*id))); // R15
     }
     let mut candidates = Vec::new();
-    for (position, &id) in live.iter().enumerate() {
-        let is_last = position + 1 == live.len();
-        let candidate = open_candidate(fs, dir, current.store_uid, id, is_last)?;
+    for &id in &live {
+        let candidate = open_candidate(fs, dir, current.store_uid, id)?;
         report.indexed_segments +=
             usize::from(matches!(&candidate.found, Ok(Found { locs: Locs::Indexed(_), .. })));
         report.scanned_bytes += match &candidate.found {
@@ -213,39 +212,25 @@ pub(crate) fn recover<F: FileSystem>(
     Ok(Recovered { lock, meta, log, writer, report })
 }
 
-/// Opens live segment `id`: through its index when it is sealed and not the last (no scan),
-/// otherwise by a scan.
+/// Opens live segment `id`: through its index when it has a valid one (sealed; no scan),
+/// otherwise by a scan. An index that fails is rebuilt if the scan finds the segment sealed
+/// (R14); an unsealed segment's index, if any, is stale (R15).
 fn open_candidate<F: FileSystem>(
     fs: &F,
     dir: &Path,
     store_uid: u64,
     id: u64,
-    is_last: bool,
 ) -> Result<Candidate<F::File>> {
     let path = dir.join(segment::file_name(id));
     let file = fs.open(&path).ctx("open", &path)?;
-    let mut index_problem = None;
-    if !is_last {
-        match open_indexed(fs, &path, &file, store_uid, id)? {
-            Ok(found) => return Ok(Candidate { id, path, file: Arc::new(file), found: Ok(found) }),
-            Err(problem) => index_problem = Some(problem),
-        }
-    }
-    let found = match scan_segment(&file, store_uid, id).ctx("read", &path)? {
-        Err(damage) => Err(damage),
-        Ok(scanned) if scanned.sealed && is_last => {
-            match open_indexed(fs, &path, &file, store_uid, id)? {
-                Ok(found) => Ok(found),
-                Err(problem) => {
-                    Ok(Found { index_rebuild: Some(problem), ..Found::from_scan(scanned) })
-                }
-            }
-        }
-        Ok(scanned) if scanned.sealed => {
-            Ok(Found { index_rebuild: index_problem, ..Found::from_scan(scanned) })
-        }
-        Ok(scanned) => Ok(Found::from_scan(scanned)),
+    let index_problem = match open_indexed(fs, &path, &file, store_uid, id)? {
+        Ok(found) => return Ok(Candidate { id, path, file: Arc::new(file), found: Ok(found) }),
+        Err(problem) => problem,
     };
+    let found = scan_segment(&file, store_uid, id).ctx("read", &path)?.map(|scanned| {
+        let index_rebuild = scanned.sealed.then_some(index_problem);
+        Found { index_rebuild, ..Found::from_scan(scanned) }
+    });
     Ok(Candidate { id, path, file: Arc::new(file), found })
 }
 
