@@ -110,20 +110,25 @@ impl SegmentHeader {
     }
 }
 
-/// What seeds every record checksum of one segment.
+/// What seeds every record checksum of one segment: the crc32 of the store's uid and the
+/// segment's id, computed once, from which each record's checksum continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordSeed {
-    /// The store's uid.
-    pub store_uid: u64,
-    /// The segment's id.
-    pub segment_id: u64,
+    prefix_crc: u32,
 }
 
 impl RecordSeed {
+    /// The seed of segment `segment_id` of store `store_uid`.
+    pub fn new(store_uid: u64, segment_id: u64) -> Self {
+        let mut prefix = [0u8; 16];
+        prefix[..8].copy_from_slice(&store_uid.to_le_bytes());
+        prefix[8..].copy_from_slice(&segment_id.to_le_bytes());
+        RecordSeed { prefix_crc: crc32fast::hash(&prefix) }
+    }
+
+    /// crc32 of `store_uid | segment_id | covered`.
     fn checksum(&self, covered: &[u8]) -> u32 {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&self.store_uid.to_le_bytes());
-        hasher.update(&self.segment_id.to_le_bytes());
+        let mut hasher = crc32fast::Hasher::new_with_initial(self.prefix_crc);
         hasher.update(covered);
         hasher.finalize()
     }
@@ -315,7 +320,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SEED: RecordSeed = RecordSeed { store_uid: 7, segment_id: 3 };
+    fn seed() -> RecordSeed {
+        RecordSeed::new(7, 3)
+    }
 
     proptest! {
         #[test]
@@ -328,16 +335,16 @@ mod tests {
                 compressed: false, payload: &payload,
             };
             let mut out = Vec::new();
-            record.encode(SEED, &mut out);
+            record.encode(seed(), &mut out);
             prop_assert_eq!(out.len(), record.encoded_len());
-            prop_assert_eq!(decode_record(SEED, &out), Ok(record));
-            let other_segment = RecordSeed { segment_id: 4, ..SEED };
+            prop_assert_eq!(decode_record(seed(), &out), Ok(record));
+            let other_segment = RecordSeed::new(7, 4);
             prop_assert!(decode_record(other_segment, &out).is_err());
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            if let Ok(record) = decode_record(SEED, &bytes) {
+            if let Ok(record) = decode_record(seed(), &bytes) {
                 if let Ok(len) = record.logical_len() {
                     let _ = record.decompress(len.min(1 << 20));
                 }
@@ -353,8 +360,8 @@ mod tests {
                 compressed: true, payload: &stored,
             };
             let mut out = Vec::new();
-            record.encode(SEED, &mut out);
-            let decoded = decode_record(SEED, &out).unwrap();
+            record.encode(seed(), &mut out);
+            let decoded = decode_record(seed(), &out).unwrap();
             let len = decoded.logical_len().unwrap();
             prop_assert_eq!(len as usize, payload.len());
             prop_assert_eq!(decoded.decompress(len).unwrap(), payload);
@@ -376,9 +383,9 @@ mod tests {
                 compressed: false, payload: b"payload!",
             };
             let mut out = Vec::new();
-            record.encode(SEED, &mut out);
+            record.encode(seed(), &mut out);
             out[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(decode_record(SEED, &out) != Ok(record));
+            prop_assert!(decode_record(seed(), &out) != Ok(record));
         }
     }
 
@@ -401,7 +408,27 @@ mod tests {
     }
 
     #[test]
+    fn the_seed_is_the_prefix_of_the_checksummed_bytes() {
+        let mut out = Vec::new();
+        let record = Record {
+            record_type: RECORD_ENTRY,
+            index: 1,
+            term: 1,
+            entry_kind: 0,
+            sync_lag: 0,
+            compressed: false,
+            payload: b"abc",
+        };
+        record.encode(seed(), &mut out);
+        let mut whole = Vec::new();
+        whole.extend_from_slice(&7u64.to_le_bytes());
+        whole.extend_from_slice(&3u64.to_le_bytes());
+        whole.extend_from_slice(&out[4..]);
+        assert_eq!(u32_at(&out, 0), crc32fast::hash(&whole));
+    }
+
+    #[test]
     fn zeroed_space_is_not_a_record() {
-        assert!(decode_record(SEED, &[0u8; 64]).is_err());
+        assert!(decode_record(seed(), &[0u8; 64]).is_err());
     }
 }

@@ -170,7 +170,7 @@ pub(crate) fn scan_segment<H: FileHandle>(
     segment_id: u64,
 ) -> io::Result<Result<Scanned, HeaderDamage>> {
     let mut reader = ChunkReader::new(file)?;
-    let seed = RecordSeed { store_uid, segment_id };
+    let seed = RecordSeed::new(store_uid, segment_id);
     let header = match SegmentHeader::decode(reader.bytes(0, SEGMENT_HEADER_BYTES)?) {
         Ok(header) if header.store_uid != store_uid || header.segment_id != segment_id => {
             let reason = Corruption::Identity("segment of another store or another id");
@@ -273,7 +273,7 @@ pub(crate) fn check_sealed<H: FileHandle>(
     }
     let mut seal = vec![0u8; seal_len];
     file.read_exact_at(&mut seal, index.data_end)?;
-    let seed = RecordSeed { store_uid: header.store_uid, segment_id: header.segment_id };
+    let seed = RecordSeed::new(header.store_uid, header.segment_id);
     let Ok(record) = decode_record(seed, &seal) else { return Ok(Err(Corruption::BadSeal)) };
     let matches = record.record_type == RECORD_SEAL
         && record.index + 1 == header.first_index + index.count

@@ -233,7 +233,7 @@ impl<F: FileSystem> LogStore<F> {
             return Err(Error::InvalidRange { lo, hi });
         }
         let runs = self.inner.plan_read(lo, hi, max_bytes)?;
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(runs.iter().map(|run| run.entries.len()).sum());
         for run in runs {
             run.read_into(self.inner.store_uid, &mut entries)?;
         }
@@ -448,7 +448,7 @@ impl<H: FileHandle> ReadRun<H> {
     /// Decodes the run's records, verifying each one's checksum and identity.
     fn read_into(self, store_uid: u64, out: &mut Vec<Entry>) -> Result<()> {
         let buf = self.bytes()?;
-        let seed = RecordSeed { store_uid, segment_id: self.segment_id };
+        let seed = RecordSeed::new(store_uid, self.segment_id);
         let mut at = 0usize;
         for (k, &(term, payload_len)) in self.entries.iter().enumerate() {
             let index = self.first_index + k as u64;

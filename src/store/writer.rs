@@ -111,7 +111,7 @@ impl<H: FileHandle> Writer<H> {
     }
 
     fn seed(&self, store_uid: u64) -> RecordSeed {
-        RecordSeed { store_uid, segment_id: self.segment_id }
+        RecordSeed::new(store_uid, self.segment_id)
     }
 
     /// Writes `entries` as one write at `write_offset`; returns their locations.
