@@ -222,6 +222,11 @@ fn main() {
         }
         return;
     }
+    if args.get(1).map(String::as_str) == Some("write-raftlog") {
+        // A store to profile `open-child raftlog DIR` on.
+        write_raftlog(Path::new(&args[2]), args[3].parse().expect("entry count"), 256);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("open-child") {
         open_child(&args[2], Path::new(&args[3]));
         return;

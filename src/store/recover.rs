@@ -189,9 +189,8 @@ pub(crate) fn recover<F: FileSystem>(
     for id in index_ids.iter().filter(|id| !live.contains(id)) {
         repairs.remove.push(dir.join(index::file_name(*id))); // R15
     }
-    let mut candidates = Vec::new();
-    for &id in &live {
-        let candidate = open_candidate(fs, dir, current.store_uid, id)?;
+    let candidates = open_candidates(fs, dir, current.store_uid, &live)?;
+    for candidate in &candidates {
         report.indexed_segments +=
             usize::from(matches!(&candidate.found, Ok(Found { locs: Locs::Indexed(_), .. })));
         report.scanned_bytes += match &candidate.found {
@@ -199,7 +198,6 @@ pub(crate) fn recover<F: FileSystem>(
             Ok(found) => found.file_len,
             Err(damage) => damage.file_len,
         };
-        candidates.push(candidate);
     }
     let mut log = assemble(&current, candidates, &mut repairs, &mut report)?;
     check_commit(&log, &repairs, dir)?;
@@ -210,6 +208,36 @@ pub(crate) fn recover<F: FileSystem>(
     report.last_index = log.last_index();
     report.removed_files = repairs.remove;
     Ok(Recovered { lock, meta, log, writer, report })
+}
+
+/// Opens the live segments `ids`, in id order, spreading them over the machine's cores: each
+/// segment is opened independently (verifying an index is the bulk of opening a store).
+fn open_candidates<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    store_uid: u64,
+    ids: &[u64],
+) -> Result<Vec<Candidate<F::File>>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
+    let per_thread = ids.len().div_ceil(threads.max(1)).max(1);
+    if ids.len() <= per_thread {
+        return ids.iter().map(|&id| open_candidate(fs, dir, store_uid, id)).collect();
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || -> Result<Vec<_>> {
+                    chunk.iter().map(|&id| open_candidate(fs, dir, store_uid, id)).collect()
+                })
+            })
+            .collect();
+        let mut candidates = Vec::with_capacity(ids.len());
+        for worker in workers {
+            candidates.extend(worker.join().expect("a segment-opening thread panicked")?);
+        }
+        Ok(candidates)
+    })
 }
 
 /// Opens live segment `id`: through its index when it has a valid one (sealed; no scan),
