@@ -282,14 +282,25 @@ impl Record<'_> {
         }
     }
 
-    /// The entry's payload bytes: decompressed into exactly `logical_len` bytes if compressed.
+    /// The entry's payload bytes, decompressed into exactly `logical_len` bytes (a buffer of
+    /// that size is the only allocation; the decompression context is reused per thread).
     pub fn decompress(&self, logical_len: u32) -> Result<Vec<u8>, Corruption> {
-        let out = zstd::bulk::decompress(self.payload, logical_len as usize)
-            .map_err(|_| Corruption::Field("compressed payload"))?;
-        if out.len() != logical_len as usize {
-            return Err(Corruption::Field("compressed payload size"));
+        thread_local! {
+            static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
         }
-        Ok(out)
+        let mut out = Vec::with_capacity(logical_len as usize);
+        let written = DECOMPRESSOR.with_borrow_mut(|slot| {
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            let decompressor = slot.as_mut()?;
+            decompressor.decompress_to_buffer(self.payload, &mut out).ok()
+        });
+        match written {
+            Some(len) if len == logical_len as usize => Ok(out),
+            _ => Err(Corruption::Field("compressed payload")),
+        }
     }
 }
 

@@ -210,6 +210,9 @@ pub(crate) fn recover<F: FileSystem>(
     Ok(Recovered { lock, meta, log, writer, report })
 }
 
+/// Segments a thread opens at least: below that, a thread costs more than it saves.
+const PARALLEL_OPEN_SEGMENTS_MIN: usize = 4;
+
 /// Opens the live segments `ids`, in id order, spreading them over the machine's cores: each
 /// segment is opened independently (verifying an index is the bulk of opening a store).
 fn open_candidates<F: FileSystem>(
@@ -219,7 +222,7 @@ fn open_candidates<F: FileSystem>(
     ids: &[u64],
 ) -> Result<Vec<Candidate<F::File>>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
-    let per_thread = ids.len().div_ceil(threads.max(1)).max(1);
+    let per_thread = ids.len().div_ceil(threads).max(PARALLEL_OPEN_SEGMENTS_MIN);
     if ids.len() <= per_thread {
         return ids.iter().map(|&id| open_candidate(fs, dir, store_uid, id)).collect();
     }
