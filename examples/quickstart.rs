@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     store.set_hard_state(HardState::new(1, 1, ENTRIES))?;
     println!("durable index {}, hard state {}", store.durable_index(), store.hard_state());
-    drop(store);
+    store.close()?; // seals the active segment: the next open reads no record
 
     let started = Instant::now();
     let store = LogStore::open(dir.path(), Options::default())?;
