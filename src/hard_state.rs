@@ -47,12 +47,14 @@ impl HardState {
     }
 }
 
-/// Everything the meta file holds.
+/// Everything a slot of the meta file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Meta {
+pub struct Meta {
     /// Incremented by every write; picks the newest slot.
     pub sequence: u64,
+    /// Random id of the store, fixed at creation.
     pub store_uid: u64,
+    /// The Raft hard state.
     pub hard_state: HardState,
     /// First live index of the log.
     pub first_index: u64,
@@ -112,7 +114,8 @@ impl Meta {
         out
     }
 
-    fn decode(slot: &[u8]) -> Result<Meta, Corruption> {
+    /// Decodes and verifies one slot.
+    pub fn decode(slot: &[u8]) -> Result<Meta, Corruption> {
         if slot.len() < META_FIELDS_BYTES {
             return Err(Corruption::Field("meta slot length"));
         }

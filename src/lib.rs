@@ -34,6 +34,8 @@ mod error;
 pub mod fs;
 mod hard_state;
 mod index;
+#[cfg(feature = "inspect")]
+pub mod inspect;
 mod options;
 mod segment;
 mod store;

@@ -120,7 +120,7 @@ pub(crate) struct Expected {
 }
 
 /// Verifies the index in `file` per invariant 1 and returns its header and last term.
-fn verify<H: FileHandle>(
+pub(crate) fn verify<H: FileHandle>(
     file: &H,
     expected: &Expected,
 ) -> io::Result<Result<(IndexHeader, u64), Corruption>> {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod crash_model;
+
 use std::path::{Path, PathBuf};
 
 use raftlog::fs::{FileSystem, SimFs};
