@@ -5,8 +5,14 @@
 //! 1. Every function accepts arbitrary bytes and returns a value or a typed `Corruption`,
 //!    without panicking and without allocating more than the bytes given.
 
-use crate::error::Corruption;
-use crate::fs::{FileSystem, SimFs};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Corruption, IoContext, Result};
+use crate::fs::{FileHandle, FileSystem, OverlayFs, SimFs};
+use crate::hard_state::{META_FILE, META_SLOT_BYTES};
+use crate::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
+use crate::segment::format::u64_at;
+use crate::{LogStore, Options};
 
 pub use crate::hard_state::Meta;
 pub use crate::segment::format::{
@@ -60,4 +66,87 @@ pub fn verify_index(
 /// Decodes one 512-byte slot of the meta file.
 pub fn decode_meta_slot(bytes: &[u8]) -> Result<Meta, Corruption> {
     Meta::decode(bytes)
+}
+
+/// Opens the store in `dir` without changing anything and without its lock: the store's own
+/// recovery runs on an `OverlayFs`, so the `RecoveryReport` (or the error) says what recovery
+/// would do. Works while a writer holds the directory.
+pub fn open_read_only(dir: &Path) -> Result<LogStore<OverlayFs>> {
+    LogStore::open_with(OverlayFs::new(), dir, Options::default())
+}
+
+/// What one live segment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// The segment's id.
+    pub id: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// Index of its first record.
+    pub first_index: u64,
+    /// One past its last live index (a newer segment may override the rest).
+    pub end_index: u64,
+    /// Entry records in the file, live or overridden.
+    pub records: u64,
+    /// Sealed (immutable, indexed) or active.
+    pub sealed: bool,
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// Payload bytes as stored (after compression) of its records.
+    pub stored_payload_bytes: u64,
+    /// Payload bytes as given of its records.
+    pub payload_bytes: u64,
+}
+
+/// The two slots of the meta file of `dir`, each decoded or the reason it is not valid.
+pub fn read_meta(dir: &Path) -> Result<[std::result::Result<Meta, Corruption>; 2]> {
+    let path = dir.join(META_FILE);
+    let bytes = std::fs::read(&path).ctx("read", &path)?;
+    let slot = |i: usize| {
+        let start = (i * META_SLOT_BYTES).min(bytes.len());
+        let end = ((i + 1) * META_SLOT_BYTES).min(bytes.len());
+        Meta::decode(&bytes[start..end])
+    };
+    Ok([slot(0), slot(1)])
+}
+
+/// An index file as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Entry count, or why the index fails verification against its segment.
+    pub status: std::result::Result<u64, Corruption>,
+    /// `(index, offset, term, stored_len, payload_len)` of each entry, when verified.
+    pub entries: Vec<(u64, u64, u64, u32, u32)>,
+}
+
+/// Reads and verifies the index file of segment `segment_id` in `dir`.
+pub fn read_index(dir: &Path, segment_id: u64) -> Result<IndexFile> {
+    let segment_path = dir.join(crate::segment::file_name(segment_id));
+    let path = dir.join(crate::index::file_name(segment_id));
+    let bytes = std::fs::read(&path).ctx("read", &path)?;
+    let segment = std::fs::File::open(&segment_path).ctx("open", &segment_path)?;
+    let segment_len = segment.size().ctx("stat", &segment_path)?;
+    let mut head = [0u8; SEGMENT_HEADER_BYTES];
+    let header = match segment.read_exact_at(&mut head, 0) {
+        Ok(()) => SegmentHeader::decode(&head),
+        Err(_) => Err(Corruption::Field("segment header length")),
+    };
+    let status = header.and_then(|header| verify_index(&bytes, &header, segment_len));
+    let mut entries = Vec::new();
+    if let Ok(count) = status {
+        let first_index = u64_at(&bytes, 24);
+        for k in 0..count {
+            let at =
+                INDEX_HEADER_BYTES + usize::try_from(k).unwrap_or(usize::MAX) * INDEX_ENTRY_BYTES;
+            let raw = &bytes[at..at + INDEX_ENTRY_BYTES];
+            let u32_at =
+                |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+            entries.push((first_index + k, u64_at(raw, 0), u64_at(raw, 8), u32_at(16), u32_at(20)));
+        }
+    }
+    Ok(IndexFile { path, bytes: bytes.len() as u64, status, entries })
 }

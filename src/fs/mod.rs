@@ -11,12 +11,16 @@
 //! 4. After a failed write or sync, nothing about the file's content can be assumed.
 //! 5. A file is mapped only once it is immutable; it is never truncated while mapped.
 
+#[cfg(feature = "inspect")]
+mod overlay;
 mod sim;
 mod std_fs;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "inspect")]
+pub use overlay::{OverlayFile, OverlayFs, OverlayMap};
 pub use sim::{FaultOp, SimFs};
 pub use std_fs::StdFs;
 

@@ -211,6 +211,37 @@ impl<F: FileSystem> LogStore<F> {
         self.inner.sync()
     }
 
+    /// What each live segment holds (for the inspector).
+    #[cfg(feature = "inspect")]
+    pub fn segment_summaries(&self) -> Vec<crate::inspect::SegmentSummary> {
+        let log = read(&self.inner.log);
+        log.segments
+            .iter()
+            .map(|segment| {
+                let records = segment.record_count();
+                let physical_end = segment.first_index + records;
+                let (mut stored, mut logical) = (0u64, 0u64);
+                for index in segment.first_index..segment.end_index().min(physical_end) {
+                    if let Some(loc) = segment.loc(index) {
+                        stored += u64::from(loc.stored_len);
+                        logical += u64::from(loc.payload_len);
+                    }
+                }
+                crate::inspect::SegmentSummary {
+                    id: segment.id,
+                    path: segment.path.clone(),
+                    first_index: segment.first_index,
+                    end_index: segment.end_index(),
+                    records,
+                    sealed: segment.sealed,
+                    file_bytes: segment.file.size().unwrap_or(0),
+                    stored_payload_bytes: stored,
+                    payload_bytes: logical,
+                }
+            })
+            .collect()
+    }
+
     /// Closes the store cleanly: makes everything durable and seals the active segment (with
     /// its index), so that the next open reads no record at all. Dropping the store without
     /// `close` is just as safe; the next open then scans the active segment.
