@@ -410,6 +410,13 @@ fn main() {
         }
         return;
     }
+    if args.get(1).map(String::as_str) == Some("profile-raftlog-appends") {
+        // raftlog's unsynced append path alone, for a profiler.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Workload { name: "", payload: 256, batch: 64, writers: 1, synced: false, batches: 40_000 };
+        println!("{:.0} entries/s", append_raftlog(dir.path(), w));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("write-raftlog") {
         // A store to profile `open-child raftlog DIR` on.
         write_raftlog(Path::new(&args[2]), args[3].parse().expect("entry count"), 256);
