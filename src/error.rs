@@ -6,7 +6,6 @@
 //! 2. `Corrupt` is only returned for bytes that fail verification; it never means "I/O failed".
 //! 3. `Poisoned` is returned by every write after a failed write or fsync, until reopen.
 
-use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -238,11 +237,5 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
         self.map_err(|source| Error::io(op, path, source))
-    }
-}
-
-impl fmt::Display for crate::hard_state::HardState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "term {} vote {} commit {}", self.term, self.vote, self.commit)
     }
 }

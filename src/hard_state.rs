@@ -47,6 +47,12 @@ impl HardState {
     }
 }
 
+impl std::fmt::Display for HardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "term {} vote {} commit {}", self.term, self.vote, self.commit)
+    }
+}
+
 /// Everything a slot of the meta file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {

@@ -148,13 +148,6 @@ impl<M> Found<M> {
             index_rebuild: None,
         }
     }
-
-    fn record_count(&self) -> u64 {
-        match &self.locs {
-            Locs::Memory(locs) => locs.len() as u64,
-            Locs::Indexed(index) => index.count(),
-        }
-    }
 }
 
 pub(crate) fn recover<F: FileSystem>(
@@ -387,7 +380,7 @@ fn assemble<H: FileHandle>(
         let is_last = position + 1 == count;
         classify_tail(&path, &file, &found, is_last, repairs, report)?;
         if !found.sealed && (!is_last || previous_must_be_sealed) {
-            let end = found.header.first_index + found.record_count();
+            let end = found.header.first_index + found.locs.count();
             let Locs::Memory(locs) = &found.locs else { unreachable!("indexed means sealed") };
             let offset = index::data_end(locs);
             return Err(Error::corrupt(path, offset, Some(end..end), Corruption::BadSeal));

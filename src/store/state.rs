@@ -28,6 +28,16 @@ pub(crate) enum Locs<M> {
     Indexed(SegmentIndex<M>),
 }
 
+impl<M> Locs<M> {
+    /// Entry records described, live or overridden.
+    pub fn count(&self) -> u64 {
+        match self {
+            Locs::Memory(locs) => locs.len() as u64,
+            Locs::Indexed(index) => index.count(),
+        }
+    }
+}
+
 /// One segment file as the store holds it.
 pub(crate) struct Segment<H: FileHandle> {
     pub id: u64,
@@ -72,10 +82,7 @@ impl<H: FileHandle> Segment<H> {
 
     /// Entry records in the file, live or overridden.
     pub fn record_count(&self) -> u64 {
-        match &self.locs {
-            Locs::Memory(locs) => locs.len() as u64,
-            Locs::Indexed(index) => index.count(),
-        }
+        self.locs.count()
     }
 
     /// One past the segment's last live index.
