@@ -149,6 +149,74 @@ pub enum Error {
     /// `Options` that cannot work.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),
+    /// A snapshot file name that could escape its directory or clash on disk.
+    #[error("invalid snapshot file name {name:?}: {reason}")]
+    InvalidName {
+        /// The name refused.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A size or count, from a caller, a file or a peer, beyond its configured limit.
+    #[error("{what} {value} over the limit of {max}")]
+    LimitExceeded {
+        /// What was counted.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A snapshot manifest of another Raft group.
+    #[error("snapshot of group {found}, expected group {expected}")]
+    ForeignGroup {
+        /// This store's group.
+        expected: u64,
+        /// The manifest's.
+        found: u64,
+    },
+    /// A format version this build does not read.
+    #[error("{what} format version {found} is not supported (this build reads {supported})")]
+    UnsupportedVersion {
+        /// The format.
+        what: &'static str,
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A snapshot file the manifest does not name.
+    #[error("no file {name:?} in slot {slot} of the snapshot")]
+    UnknownFile {
+        /// The slot asked for.
+        slot: u32,
+        /// The name asked for.
+        name: String,
+    },
+    /// A slot the snapshot does not hold.
+    #[error("no slot {slot} in the snapshot")]
+    UnknownSlot {
+        /// The slot asked for.
+        slot: u32,
+    },
+    /// A file added twice to one snapshot.
+    #[error("file {name:?} of slot {slot} is already in the snapshot")]
+    DuplicateFile {
+        /// The slot.
+        slot: u32,
+        /// The name.
+        name: String,
+    },
+    /// An install before every byte of a file was received.
+    #[error("file {name:?} of slot {slot} lacks {missing_bytes} bytes")]
+    Incomplete {
+        /// The slot.
+        slot: u32,
+        /// The file.
+        name: String,
+        /// Bytes not yet received.
+        missing_bytes: u64,
+    },
 }
 
 fn fmt_indexes(indexes: &Option<Range<u64>>) -> String {
@@ -194,6 +262,9 @@ pub enum Corruption {
     /// The meta file is missing while segments exist, or both of its slots are damaged.
     #[error("meta file missing or unreadable")]
     Meta,
+    /// A file a snapshot manifest names is missing.
+    #[error("file missing")]
+    MissingFile,
 }
 
 /// The Raft rule a refused hard state breaks.

@@ -5,6 +5,8 @@
 //! any crash without losing what it acknowledged, and reports what it cut in a
 //! [`RecoveryReport`]. Every file operation goes through the [`fs::FileSystem`] seam, so the
 //! simulated disk [`fs::SimFs`] can crash it, tear its writes and flip its bits in tests.
+//! A [`SnapshotStore`] keeps the group's per-slot file snapshots, published atomically and
+//! transferred in resumable, checksummed chunks.
 //!
 //! ```
 //! use raftlog::{Entry, HardState, LogStore, Options};
@@ -38,6 +40,7 @@ mod index;
 pub mod inspect;
 mod options;
 mod segment;
+pub mod snapshot;
 mod store;
 
 pub use entries::{RaftLog, RaftLogOptions};
@@ -45,4 +48,5 @@ pub use entry::Entry;
 pub use error::{Corruption, Error, HardStateRule, Result};
 pub use hard_state::HardState;
 pub use options::{Compression, Options, SyncPolicy};
+pub use snapshot::{SnapshotMeta, SnapshotOptions, SnapshotStore};
 pub use store::{IndexRebuild, LogStore, RecoveryReport, TornTail};

@@ -430,6 +430,18 @@ mod gated {
         fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
             self.sim.list(dir)
         }
+        fn list_dirs(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+            self.sim.list_dirs(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.sim.rename(from, to)
+        }
+        fn hard_link(&self, source: &Path, link: &Path) -> io::Result<()> {
+            self.sim.hard_link(source, link)
+        }
+        fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+            self.sim.remove_dir(dir)
+        }
         fn sync_dir(&self, dir: &Path) -> io::Result<()> {
             self.sim.sync_dir(dir)
         }

@@ -10,6 +10,9 @@
 //! 3. Unsynced writes may land in any subset and any order, each torn at 512-byte sectors.
 //! 4. After a failed write or sync, nothing about the file's content can be assumed.
 //! 5. A file is mapped only once it is immutable; it is never truncated while mapped.
+//! 6. A rename is durable only after `sync_dir` on the target's directory. A directory is
+//!    renamed only after `sync_dir` on it made its own entries durable (the snapshot store's
+//!    publish protocol); `SimFs` refuses any other directory rename.
 
 #[cfg(feature = "inspect")]
 mod overlay;
@@ -41,8 +44,19 @@ pub trait FileSystem: Send + Sync + 'static {
     fn open(&self, path: &Path) -> io::Result<Self::File>;
     /// Removes the name `path`; open handles keep reading the file.
     fn remove(&self, path: &Path) -> io::Result<()>;
-    /// The names of the files in `dir`.
+    /// The names of the files (not directories) in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// The names of the directories in `dir`.
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Gives the file or directory `from` the name `to`, which must not exist; both lie in the
+    /// same directory.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes `link` a second name of the existing file `source` (a hard link, no data copied).
+    /// `ErrorKind::CrossesDevices`, `PermissionDenied` or `Unsupported` when the file system
+    /// cannot link them; the caller then copies.
+    fn hard_link(&self, source: &Path, link: &Path) -> io::Result<()>;
+    /// Removes the empty directory `dir`.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// Makes the creations and removals of names in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }

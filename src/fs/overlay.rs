@@ -7,6 +7,9 @@
 //! 2. A file is copied into memory the first time something writes to it (copy on write);
 //!    until then reads and maps go to the real file.
 //! 3. The lock always succeeds: a writer may hold the real lock while the overlay reads.
+//! 4. Renames, hard links and directory removal (the snapshot store's publish and delete) are
+//!    refused with `ErrorKind::Unsupported`: log recovery, which the overlay serves, never
+//!    makes them.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -133,9 +136,32 @@ impl FileSystem for OverlayFs {
         Ok(names.into_iter().collect())
     }
 
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let state = self.state();
+        let names = StdFs.list_dirs(dir)?;
+        Ok(names.into_iter().filter(|name| !state.removed.contains(&dir.join(name))).collect())
+    }
+
+    fn rename(&self, from: &Path, _to: &Path) -> io::Result<()> {
+        Err(read_only("rename", from))
+    }
+
+    fn hard_link(&self, source: &Path, _link: &Path) -> io::Result<()> {
+        Err(read_only("hard_link", source))
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        Err(read_only("remove_dir", dir))
+    }
+
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }
+}
+
+fn read_only(op: &str, path: &Path) -> io::Error {
+    let message = format!("{op} {}: the read-only overlay does not model it", path.display());
+    io::Error::new(io::ErrorKind::Unsupported, message)
 }
 
 impl OverlayFile {

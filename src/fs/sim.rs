@@ -2,7 +2,7 @@
 //!
 //! Every file has a live image (what reads see) and a durable image (what survives a crash),
 //! plus the list of writes since its last `sync_data`. Every directory has a list of name
-//! changes since its last `sync_dir`. `crash(seed)` builds the next boot's disk from the
+//! changes (creations, removals, renames, hard links) since its last `sync_dir`. `crash(seed)` builds the next boot's disk from the
 //! durable images plus, chosen by the seed, a random subset of the unsynced writes (each kept
 //! whole, dropped, or torn at 512-byte sectors) and a random prefix of each directory's unsynced
 //! name changes. Faults: EIO on the n-th call of an operation, ENOSPC past a space limit, a halt
@@ -13,6 +13,9 @@
 //!    happens to keep it); a name only through `sync_dir` on its directory (or a kept prefix).
 //! 2. Handles opened before a crash fail with EIO afterwards; locks are released by a crash.
 //! 3. The same seed on the same history gives the same disk.
+//! 4. Directories are created durably (`create_dir_all`); renaming or removing one is a name
+//!    change of its parent. A directory is renamed only when none of its own name changes is
+//!    pending (refused with `InvalidInput` otherwise): the model then needs no directory inodes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
@@ -43,6 +46,12 @@ pub enum FaultOp {
     Allocate,
     /// `FileHandle::read_exact_at`.
     Read,
+    /// `FileSystem::rename`.
+    Rename,
+    /// `FileSystem::hard_link`.
+    HardLink,
+    /// `FileSystem::remove_dir`.
+    RemoveDir,
 }
 
 impl FaultOp {
@@ -59,21 +68,66 @@ pub struct SimFs {
 
 #[derive(Debug, Default)]
 struct State {
-    dirs: BTreeSet<PathBuf>,
     inodes: HashMap<u64, Inode>,
-    live_names: BTreeMap<PathBuf, u64>,
-    durable_names: BTreeMap<PathBuf, u64>,
+    /// What reads see.
+    live: Namespace,
+    /// What survives a crash.
+    durable: Namespace,
     /// Unsynced name changes, in the order they happened.
     name_changes: Vec<NameChange>,
     next_inode: u64,
     generation: u64,
     locks: HashSet<PathBuf>,
+    /// `hard_link` fails with `CrossesDevices`, as between two file systems.
+    refuse_links: bool,
     /// (operation, calls of it still to let through before one fails).
     faults: Vec<(FaultOp, u64)>,
     /// Mutating operations still allowed before the disk halts; `None` never halts.
     halt_countdown: Option<u64>,
     space_limit: Option<u64>,
     mutating_ops: u64,
+}
+
+/// File names (to inodes) and directories, live or durable.
+#[derive(Debug, Default, Clone)]
+struct Namespace {
+    names: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Namespace {
+    fn apply(&mut self, change: NameChange) {
+        match change {
+            NameChange::Link(path, ino) => {
+                self.names.insert(path, ino);
+            }
+            NameChange::Unlink(path) => {
+                self.names.remove(&path);
+            }
+            NameChange::Rename { from, to } => {
+                if let Some(ino) = self.names.remove(&from) {
+                    self.names.insert(to, ino);
+                }
+            }
+            NameChange::RenameDir { from, to } => {
+                let moved =
+                    |path: &PathBuf| path.strip_prefix(&from).ok().map(|rest| to.join(rest));
+                let (below, rest): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                    std::mem::take(&mut self.names)
+                        .into_iter()
+                        .partition(|(p, _)| p.starts_with(&from));
+                self.names = rest;
+                self.names.extend(below.iter().filter_map(|(p, ino)| Some((moved(p)?, *ino))));
+                let dirs: Vec<PathBuf> = self.dirs.iter().filter_map(moved).collect();
+                self.dirs.retain(|dir| !dir.starts_with(&from));
+                self.dirs.extend(dirs);
+            }
+            NameChange::RemoveDir(dir) => {
+                self.names.retain(|path, _| !path.starts_with(&dir));
+                self.dirs.retain(|d| !d.starts_with(&dir));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -93,12 +147,28 @@ enum Unsynced {
 enum NameChange {
     Link(PathBuf, u64),
     Unlink(PathBuf),
+    /// A file's rename within one directory: atomic.
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// A directory's rename within one directory: moves everything below it.
+    RenameDir {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    RemoveDir(PathBuf),
 }
 
 impl NameChange {
+    /// The directory whose `sync_dir` makes this change durable.
     fn dir(&self) -> Option<&Path> {
         match self {
-            NameChange::Link(path, _) | NameChange::Unlink(path) => path.parent(),
+            NameChange::Link(path, _)
+            | NameChange::Unlink(path)
+            | NameChange::Rename { to: path, .. }
+            | NameChange::RenameDir { to: path, .. }
+            | NameChange::RemoveDir(path) => path.parent(),
         }
     }
 }
@@ -137,7 +207,36 @@ fn set_len_of(image: &mut Vec<u8>, len: u64) {
     image.resize(usize::try_from(len).expect("simulated file length fits in memory"), 0);
 }
 
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_string())
+}
+
+/// The last components of the `paths` whose parent is `dir`.
+fn children<'a>(paths: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<PathBuf> {
+    paths
+        .filter(|path| path.parent() == Some(dir))
+        .filter_map(|path| path.file_name().map(PathBuf::from))
+        .collect()
+}
+
 impl State {
+    fn check_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.live.dirs.contains(dir) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"))
+        }
+    }
+
+    /// `path` can be given to a new file or directory: its parent exists and it is unused.
+    fn check_free(&self, path: &Path) -> io::Result<()> {
+        self.check_dir(path.parent().unwrap_or(Path::new("")))?;
+        if self.live.names.contains_key(path) || self.live.dirs.contains(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()));
+        }
+        Ok(())
+    }
+
     /// Counts the call and decides whether it fails (injected fault or halted disk).
     fn enter(&mut self, op: FaultOp) -> io::Result<()> {
         if op.is_mutating() {
@@ -160,7 +259,7 @@ impl State {
     }
 
     fn live_bytes(&self) -> u64 {
-        let live: HashSet<u64> = self.live_names.values().copied().collect();
+        let live: HashSet<u64> = self.live.names.values().copied().collect();
         live.iter().map(|ino| self.inodes[ino].live.len() as u64).sum()
     }
 
@@ -174,7 +273,8 @@ impl State {
     }
 
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
-        self.live_names
+        self.live
+            .names
             .get(path)
             .copied()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.display().to_string()))
@@ -193,12 +293,12 @@ impl State {
                 .collect();
             let kept = usize::try_from(rng.next() % (changes.len() as u64 + 1)).unwrap_or(0);
             for change in changes.into_iter().take(kept) {
-                apply_name_change(&mut self.durable_names, change);
+                self.durable.apply(change);
             }
         }
         self.name_changes.clear();
-        self.live_names = self.durable_names.clone();
-        let reachable: HashSet<u64> = self.durable_names.values().copied().collect();
+        self.live = self.durable.clone();
+        let reachable: HashSet<u64> = self.durable.names.values().copied().collect();
         self.inodes.retain(|ino, _| reachable.contains(ino));
         for inode in self.inodes.values_mut() {
             let mut image = std::mem::take(&mut inode.durable);
@@ -220,17 +320,6 @@ impl State {
         self.locks.clear();
         self.halt_countdown = None;
         self.faults.clear();
-    }
-}
-
-fn apply_name_change(names: &mut BTreeMap<PathBuf, u64>, change: NameChange) {
-    match change {
-        NameChange::Link(path, ino) => {
-            names.insert(path, ino);
-        }
-        NameChange::Unlink(path) => {
-            names.remove(&path);
-        }
     }
 }
 
@@ -322,10 +411,11 @@ impl SimFs {
     /// synced and its directory synced: builds disk images for tests and fuzzing.
     pub fn write_file_durable(&self, path: &Path, bytes: &[u8]) {
         let mut state = self.state();
-        if let Some(dir) = path.parent() {
-            state.dirs.insert(dir.to_path_buf());
+        for dir in path.ancestors().skip(1) {
+            state.live.dirs.insert(dir.to_path_buf());
+            state.durable.dirs.insert(dir.to_path_buf());
         }
-        let ino = match state.live_names.get(path) {
+        let ino = match state.live.names.get(path) {
             Some(ino) => *ino,
             None => {
                 state.next_inode += 1;
@@ -334,15 +424,26 @@ impl SimFs {
         };
         let inode = Inode { live: bytes.to_vec(), durable: bytes.to_vec(), unsynced: Vec::new() };
         state.inodes.insert(ino, inode);
-        state.live_names.insert(path.to_path_buf(), ino);
-        state.durable_names.insert(path.to_path_buf(), ino);
+        state.live.names.insert(path.to_path_buf(), ino);
+        state.durable.names.insert(path.to_path_buf(), ino);
     }
 
     /// Removes `path` from both images, as a lost or deleted file.
     pub fn remove_durable(&self, path: &Path) {
         let mut state = self.state();
-        state.live_names.remove(path);
-        state.durable_names.remove(path);
+        state.live.names.remove(path);
+        state.durable.names.remove(path);
+    }
+
+    /// Makes `hard_link` fail with `CrossesDevices` (as between two file systems) or succeed.
+    pub fn refuse_links(&self, refuse: bool) {
+        self.state().refuse_links = refuse;
+    }
+
+    /// Whether `a` and `b` name the same file (one inode, as after a hard link).
+    pub fn same_file(&self, a: &Path, b: &Path) -> io::Result<bool> {
+        let state = self.state();
+        Ok(state.inode_of(a)? == state.inode_of(b)?)
     }
 }
 
@@ -384,7 +485,8 @@ impl FileSystem for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         for ancestor in dir.ancestors() {
-            state.dirs.insert(ancestor.to_path_buf());
+            state.live.dirs.insert(ancestor.to_path_buf());
+            state.durable.dirs.insert(ancestor.to_path_buf());
         }
         Ok(())
     }
@@ -399,18 +501,12 @@ impl FileSystem for SimFs {
 
     fn create(&self, path: &Path) -> io::Result<SimFile> {
         let mut state = self.state();
-        let parent = path.parent().unwrap_or(Path::new(""));
-        if !state.dirs.contains(parent) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
-        }
-        if state.live_names.contains_key(path) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, path.display().to_string()));
-        }
+        state.check_free(path)?;
         state.enter(FaultOp::Create)?;
         state.next_inode += 1;
         let ino = state.next_inode;
         state.inodes.insert(ino, Inode::default());
-        state.live_names.insert(path.to_path_buf(), ino);
+        state.live.names.insert(path.to_path_buf(), ino);
         state.name_changes.push(NameChange::Link(path.to_path_buf(), ino));
         Ok(self.handle(&mut state, ino))
     }
@@ -425,22 +521,75 @@ impl FileSystem for SimFs {
         let mut state = self.state();
         state.inode_of(path)?;
         state.enter(FaultOp::Remove)?;
-        state.live_names.remove(path);
+        state.live.names.remove(path);
         state.name_changes.push(NameChange::Unlink(path.to_path_buf()));
         Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         let state = self.state();
-        if !state.dirs.contains(dir) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        state.check_dir(dir)?;
+        Ok(children(state.live.names.keys(), dir))
+    }
+
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let state = self.state();
+        state.check_dir(dir)?;
+        Ok(children(state.live.dirs.iter(), dir))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if from.parent() != to.parent() {
+            return Err(invalid("SimFs renames only within one directory"));
         }
-        Ok(state
-            .live_names
-            .keys()
-            .filter(|path| path.parent() == Some(dir))
-            .filter_map(|path| path.file_name().map(PathBuf::from))
-            .collect())
+        state.check_free(to)?;
+        let change = if state.live.dirs.contains(from) {
+            if state.name_changes.iter().any(|c| c.dir().is_some_and(|d| d.starts_with(from))) {
+                return Err(invalid("SimFs renames a directory only after syncing its entries"));
+            }
+            NameChange::RenameDir { from: from.to_path_buf(), to: to.to_path_buf() }
+        } else {
+            state.inode_of(from)?;
+            NameChange::Rename { from: from.to_path_buf(), to: to.to_path_buf() }
+        };
+        state.enter(FaultOp::Rename)?;
+        state.live.apply(change.clone());
+        state.name_changes.push(change);
+        Ok(())
+    }
+
+    fn hard_link(&self, source: &Path, link: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        let ino = state.inode_of(source)?;
+        state.check_free(link)?;
+        if state.refuse_links {
+            return Err(io::Error::new(io::ErrorKind::CrossesDevices, "simulated EXDEV"));
+        }
+        state.enter(FaultOp::HardLink)?;
+        state.live.names.insert(link.to_path_buf(), ino);
+        state.name_changes.push(NameChange::Link(link.to_path_buf(), ino));
+        Ok(())
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if !state.live.dirs.contains(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, dir.display().to_string()));
+        }
+        let occupied = state.live.names.keys().any(|p| p.starts_with(dir))
+            || state.live.dirs.iter().any(|d| d != dir && d.starts_with(dir));
+        if occupied {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                dir.display().to_string(),
+            ));
+        }
+        state.enter(FaultOp::RemoveDir)?;
+        let change = NameChange::RemoveDir(dir.to_path_buf());
+        state.live.apply(change.clone());
+        state.name_changes.push(change);
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -450,7 +599,7 @@ impl FileSystem for SimFs {
         let (synced, pending): (Vec<_>, Vec<_>) =
             changes.into_iter().partition(|change| change.dir() == Some(dir));
         for change in synced {
-            apply_name_change(&mut state.durable_names, change);
+            state.durable.apply(change);
         }
         state.name_changes = pending;
         Ok(())

@@ -60,12 +60,45 @@ impl FileSystem for StdFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        fs::read_dir(dir)?.map(|entry| entry.map(|e| PathBuf::from(e.file_name()))).collect()
+        list_entries(dir, false)
+    }
+
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        list_entries(dir, true)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // `rename(2)` would replace an existing file; the directory lock keeps the check and
+        // the rename free of races with other raftlog processes.
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, to.display().to_string()));
+        }
+        fs::rename(from, to)
+    }
+
+    fn hard_link(&self, source: &Path, link: &Path) -> io::Result<()> {
+        fs::hard_link(source, link)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::remove_dir(dir)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+}
+
+/// The names in `dir` that are directories (`dirs`) or anything else (`!dirs`).
+fn list_entries(dir: &Path, dirs: bool) -> io::Result<Vec<PathBuf>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() == dirs {
+            names.push(PathBuf::from(entry.file_name()));
+        }
+    }
+    Ok(names)
 }
 
 impl FileHandle for File {
