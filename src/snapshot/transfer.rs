@@ -11,7 +11,8 @@
 //!    bytes) matches and it lies inside a file the manifest names.
 //! 2. A range counts as received only if it is in memory from `accept`, or its journal record
 //!    is intact and the staged bytes still match the record's crc (on resume): a crash loses
-//!    progress, never correctness.
+//!    progress, never correctness. `checkpoint` (called by the caller, and automatically every
+//!    `CHECKPOINT_BYTES` stored) makes the progress so far survive a crash.
 //! 3. Install checks every chosen file is complete and matches the manifest's whole-file
 //!    checksum, makes it durable, then publishes as `SnapshotWriter::finish` does. A file that
 //!    fails is truncated so it is fetched again.
@@ -36,6 +37,8 @@ const RECEIVED_MANIFEST: &str = "MANIFEST.received";
 /// The journal of stored chunks.
 const JOURNAL: &str = "RECEIVED";
 const JOURNAL_RECORD_BYTES: usize = 24;
+/// Stored bytes between two automatic checkpoints.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// Suffix of a receiving directory.
 const RECEIVING: &str = "receiving";
 /// First bytes of an encoded chunk.
@@ -308,6 +311,8 @@ struct Staged<H> {
     path: PathBuf,
     file: Option<H>,
     ranges: Ranges,
+    /// Written since the last checkpoint.
+    dirty: bool,
 }
 
 /// A snapshot being received; see `SnapshotStore::receive`. Dropping it keeps the progress
@@ -321,6 +326,8 @@ pub struct SnapshotReceiver<'s, F: FileSystem> {
     files: Vec<Staged<F::File>>,
     journal: F::File,
     journal_len: u64,
+    /// Bytes stored since the last checkpoint.
+    unsynced: u64,
 }
 
 impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
@@ -344,10 +351,9 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
             }
             fs.create_dir_all(&dir).ctx("create_dir_all", &dir)?;
             let path = dir.join(RECEIVED_MANIFEST);
-            fs.create(&path)
-                .ctx("create", &path)?
-                .write_all_at(&manifest, 0)
-                .ctx("write", &path)?;
+            let file = fs.create(&path).ctx("create", &path)?;
+            file.write_all_at(&manifest, 0).ctx("write", &path)?;
+            file.sync_data().ctx("sync_data", &path)?;
         }
         let present = fs.list(&dir).ctx("list", &dir)?;
         let mut files = Vec::new();
@@ -365,6 +371,7 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
                     path,
                     file,
                     ranges: Ranges::default(),
+                    dirty: false,
                 });
             }
         }
@@ -373,8 +380,16 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
             true => fs.open(&journal_path).ctx("open", &journal_path)?,
             false => fs.create(&journal_path).ctx("create", &journal_path)?,
         };
-        let mut receiver =
-            SnapshotReceiver { store, meta, manifest, dir, files, journal, journal_len: 0 };
+        let mut receiver = SnapshotReceiver {
+            store,
+            meta,
+            manifest,
+            dir,
+            files,
+            journal,
+            journal_len: 0,
+            unsynced: 0,
+        };
         receiver.replay()?;
         Ok(receiver)
     }
@@ -459,6 +474,7 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
         let file = staged.file.as_ref().expect("created above");
         file.write_all_at(&bytes, chunk.offset).ctx("write", &staged.path)?;
         staged.ranges.insert(chunk.offset, end);
+        staged.dirty = true;
         let mut record = [0u8; JOURNAL_RECORD_BYTES];
         record[0..4].copy_from_slice(&(file_no as u32).to_le_bytes());
         record[4..8].copy_from_slice(&chunk.len.to_le_bytes());
@@ -469,7 +485,26 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
         let journal_path = self.dir.join(JOURNAL);
         self.journal.write_all_at(&record, self.journal_len).ctx("write", &journal_path)?;
         self.journal_len += JOURNAL_RECORD_BYTES as u64;
+        self.unsynced += u64::from(chunk.len);
+        if self.unsynced >= CHECKPOINT_BYTES {
+            self.checkpoint()?;
+        }
         Ok(Accepted::Stored)
+    }
+
+    /// Makes what was received so far survive a crash (a later `receive` resumes from it).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        for staged in self.files.iter_mut().filter(|f| f.dirty) {
+            let file = staged.file.as_ref().expect("a written file is open");
+            file.sync_data().ctx("sync_data", &staged.path)?;
+            staged.dirty = false;
+        }
+        let journal_path = self.dir.join(JOURNAL);
+        self.journal.sync_data().ctx("sync_data", &journal_path)?;
+        self.store.fs.sync_dir(&self.dir).ctx("sync_dir", &self.dir)?;
+        self.store.fs.sync_dir(&self.store.dir).ctx("sync_dir", &self.store.dir)?;
+        self.unsynced = 0;
+        Ok(())
     }
 
     /// Installs the whole snapshot: published atomically, `latest` when it returns.
