@@ -68,6 +68,12 @@ pub struct SnapshotOptions {
     pub chunk_bytes: u32,
     /// Compress chunk payloads with zstd (level 1) when it makes them smaller.
     pub compress_chunks: bool,
+    /// `fdatasync` every hard-linked file when it is added (default). Turn it off only when
+    /// every file given to `add_file` is already durable (a closed, fsynced file of the state
+    /// machine, as RocksDB checkpoints assume of SST files): each sync costs a disk cache
+    /// flush (about 100 µs here) even when the file has nothing dirty. Copies are always
+    /// synced.
+    pub sync_linked_files: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -79,6 +85,7 @@ impl Default for SnapshotOptions {
             configuration_bytes_max: 1 << 20,
             chunk_bytes: 1 << 20,
             compress_chunks: false,
+            sync_linked_files: true,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `SnapshotWriter`: builds one snapshot in a staging directory and publishes it.
 //!
 //! Invariants:
-//! 1. Every file is durable (`sync_data`) and checksummed before it is recorded; the manifest
-//!    lists exactly the recorded files.
+//! 1. Every file is durable (`sync_data`, or by the caller's promise for hard links when
+//!    `sync_linked_files` is off) and checksummed before it is recorded; the manifest lists
+//!    exactly the recorded files.
 //! 2. A writer that is dropped without `finish`, or whose `finish` fails before the rename,
 //!    removes its staging directory; one left by a crash is removed by the next open.
 //! 3. `add_file` copies only when the file system cannot link (another device, no permission
@@ -58,17 +59,19 @@ impl<'s, F: FileSystem> SnapshotWriter<'s, F> {
         let path = self.reserve(slot, name)?;
         let source = source.as_ref();
         let fs = &self.store.fs;
-        let file = match fs.hard_link(source, &path) {
-            Ok(()) => fs.open(&path).ctx("open", &path)?,
+        let (file, linked) = match fs.hard_link(source, &path) {
+            Ok(()) => (fs.open(&path).ctx("open", &path)?, true),
             Err(e) if link_impossible(&e) => {
                 self.copied += 1;
-                copy_file(fs, source, &path)?
+                (copy_file(fs, source, &path)?, false)
             }
             Err(e) => return Err(Error::io("hard_link", source, e)),
         };
         let (size, crc32) = checksum(&file, &path)?;
         manifest::check_limit("file bytes", size, self.store.options.file_bytes_max)?;
-        file.sync_data().ctx("sync_data", &path)?;
+        if !linked || self.store.options.sync_linked_files {
+            file.sync_data().ctx("sync_data", &path)?;
+        }
         Ok(self.record(slot, name, size, crc32))
     }
 
