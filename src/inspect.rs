@@ -12,7 +12,7 @@ use crate::fs::{FileHandle, FileSystem, OverlayFs, SimFs};
 use crate::hard_state::{META_FILE, META_SLOT_BYTES};
 use crate::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::segment::format::u64_at;
-use crate::{LogStore, Options};
+use crate::{LogStore, Options, SnapshotMeta, SnapshotOptions, SnapshotStore};
 
 pub use crate::hard_state::Meta;
 pub use crate::segment::format::{
@@ -73,6 +73,20 @@ pub fn decode_meta_slot(bytes: &[u8]) -> Result<Meta, Corruption> {
 /// would do. Works while a writer holds the directory.
 pub fn open_read_only(dir: &Path) -> Result<LogStore<OverlayFs>> {
     LogStore::open_with(OverlayFs::new(), dir, Options::default())
+}
+
+/// Opens the snapshot store in `dir` without changing anything and without its lock (on an
+/// `OverlayFs`; abandoned staging directories are left where they are).
+pub fn open_snapshots_read_only(
+    dir: &Path,
+    options: SnapshotOptions,
+) -> Result<SnapshotStore<OverlayFs>> {
+    SnapshotStore::open_inner(OverlayFs::new(), dir, options, false)
+}
+
+/// Decodes and validates snapshot manifest bytes against `options` (the fuzz targets' entry).
+pub fn decode_snapshot_manifest(bytes: &[u8], options: &SnapshotOptions) -> Result<SnapshotMeta> {
+    crate::snapshot::decode_manifest(bytes, options)
 }
 
 /// What one live segment holds.

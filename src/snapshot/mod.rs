@@ -216,7 +216,18 @@ impl<F: FileSystem> SnapshotStore<F> {
     /// Opens the store in `dir` on `fs`: takes its lock, removes abandoned staging
     /// directories and finishes interrupted deletions. Transfers in progress are kept.
     pub fn open_with(fs: F, dir: impl AsRef<Path>, options: SnapshotOptions) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_inner(fs, dir.as_ref(), options, true)
+    }
+
+    /// Opens the store; `clean_up` removes abandoned staging directories and finishes
+    /// interrupted deletions (off for the read-only inspector).
+    pub(crate) fn open_inner(
+        fs: F,
+        dir: &Path,
+        options: SnapshotOptions,
+        clean_up: bool,
+    ) -> Result<Self> {
+        let dir = dir.to_path_buf();
         if options.chunk_bytes == 0 || options.chunk_bytes > transfer::CHUNK_BYTES_MAX {
             return Err(Error::InvalidOptions("chunk_bytes must be in 1..=64 MiB"));
         }
@@ -231,7 +242,7 @@ impl<F: FileSystem> SnapshotStore<F> {
         for name in fs.list_dirs(&dir).ctx("list_dirs", &dir)? {
             let Some((kind, id)) = name.to_str().and_then(DirKind::parse) else { continue };
             max_id = max_id.max(id);
-            if kind != DirKind::Published {
+            if kind != DirKind::Published && clean_up {
                 leftovers.push(dir.join(name));
             }
         }
@@ -490,6 +501,12 @@ impl<H: FileHandle> Read for SnapshotFileReader<H> {
         }
         Ok(n)
     }
+}
+
+/// Decodes manifest bytes from a peer or a file (for `inspect`).
+#[cfg(feature = "inspect")]
+pub(crate) fn decode_manifest(bytes: &[u8], options: &SnapshotOptions) -> Result<SnapshotMeta> {
+    manifest::decode(bytes, Path::new("<manifest>"), options, 0)
 }
 
 /// The on-disk name of file `name` of `slot` inside a snapshot directory.

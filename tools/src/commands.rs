@@ -4,7 +4,8 @@ use std::io::{self, IsTerminal};
 use std::path::Path;
 
 use raftlog::fs::OverlayFs;
-use raftlog::{inspect, Entry, Error, LogStore};
+use raftlog::snapshot::Verify;
+use raftlog::{inspect, Entry, Error, LogStore, SnapshotOptions};
 use serde_json::{json, Value};
 
 use crate::{Outcome, Output, PayloadFormat};
@@ -359,4 +360,57 @@ pub fn index(dir: &Path, segment: u64, out: &mut Output) -> CommandResult {
         )?;
     }
     Ok(if count.is_some() { Outcome::Clean } else { Outcome::ProblemsFound })
+}
+
+pub fn snapshots(
+    dir: &Path,
+    group: u64,
+    (verify, files): (bool, bool),
+    out: &mut Output,
+) -> CommandResult {
+    let options = SnapshotOptions { group, ..SnapshotOptions::default() };
+    let store = inspect::open_snapshots_read_only(dir, options)?;
+    let depth = if verify { Verify::Data } else { Verify::Manifest };
+    let scan = store.scan(depth)?;
+    for meta in &scan.snapshots {
+        let kind = if meta.partial { "partial" } else { "complete" };
+        out.emit(
+            "snapshot",
+            || format!("index {:>10}  term {:<6} {kind:<8}  {} slots  {} files  {} bytes  configuration {} bytes  valid", meta.index, meta.term, meta.slots.len(), meta.file_count(), meta.total_bytes(), meta.configuration.len()),
+            json!({ "index": meta.index, "term": meta.term, "partial": meta.partial, "slots": meta.slots.len(),
+                    "files": meta.file_count(), "bytes": meta.total_bytes(), "configuration_bytes": meta.configuration.len(),
+                    "valid": true, "verified_data": verify }),
+        )?;
+        for (slot, slot_files) in meta.slots.iter().filter(|_| files) {
+            for file in slot_files {
+                out.emit(
+                    "snapshot_file",
+                    || format!("    slot {slot:>8}  {:<40} {:>12} bytes  crc32 {:08x}", file.name, file.size, file.crc32),
+                    json!({ "index": meta.index, "slot": slot, "name": file.name, "size": file.size, "crc32": file.crc32 }),
+                )?;
+            }
+        }
+    }
+    for skipped in &scan.skipped {
+        out.emit(
+            "snapshot",
+            || format!("{}: invalid ({})", skipped.path.display(), skipped.error),
+            json!({ "path": skipped.path, "valid": false, "error": skipped.error.to_string() }),
+        )?;
+    }
+    let mut in_progress: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e != "snap"))
+        .collect();
+    in_progress.sort();
+    for path in &in_progress {
+        out.emit(
+            "in_progress",
+            || format!("{}: in progress (never reported as a snapshot)", path.display()),
+            json!({ "path": path }),
+        )?;
+    }
+    Ok(if scan.skipped.is_empty() { Outcome::Clean } else { Outcome::ProblemsFound })
 }

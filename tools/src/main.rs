@@ -51,6 +51,20 @@ enum Command {
     Meta { dir: PathBuf },
     /// The index file of one segment.
     Index { dir: PathBuf, segment: u64 },
+    /// The snapshots of a snapshot directory: each published one verified (manifest, file
+    /// sizes, and with --verify every checksum), and any transfer or writer in progress.
+    Snapshots {
+        dir: PathBuf,
+        /// The Raft group the snapshots must belong to.
+        #[arg(long, default_value_t = 0)]
+        group: u64,
+        /// Also read every file and check its checksum.
+        #[arg(long)]
+        verify: bool,
+        /// List every file of every snapshot.
+        #[arg(long)]
+        files: bool,
+    },
 }
 
 /// How `dump` prints payloads.
@@ -101,6 +115,9 @@ fn main() -> ExitCode {
         Command::Verify { dir } => commands::verify(&dir, &mut output),
         Command::Meta { dir } => commands::meta(&dir, &mut output),
         Command::Index { dir, segment } => commands::index(&dir, segment, &mut output),
+        Command::Snapshots { dir, group, verify, files } => {
+            commands::snapshots(&dir, group, (verify, files), &mut output)
+        }
     };
     let flushed = output.out.flush().map_err(commands::Failure::from);
     match result.and_then(|outcome| flushed.map(|()| outcome)) {
