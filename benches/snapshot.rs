@@ -119,7 +119,7 @@ fn transfer(c: &mut Criterion) {
                             send.send(source.chunk(&request).unwrap().encode()).unwrap();
                         }
                     });
-                    let wanted = receiver.missing(None);
+                    let wanted = receiver.missing(None, usize::MAX);
                     let count = wanted.len();
                     for request in wanted {
                         ask.send(request).unwrap();

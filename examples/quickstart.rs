@@ -118,7 +118,7 @@ fn snapshot_and_move_slots(
     let started = Instant::now();
     let moving = [3u32, 9];
     let mut chunks = 0;
-    for request in receiver.missing(Some(&moving)) {
+    for request in receiver.missing(Some(&moving), usize::MAX) {
         receiver.accept(&source.chunk(&request)?)?;
         chunks += 1;
     }

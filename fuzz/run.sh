@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS (default 60) each on the nightly toolchain, after seeding
-# the corpora from format/golden. Installs cargo-fuzz if it is missing. A crash fails the run
+# the corpora from format/golden (seeds.py). Installs cargo-fuzz if it is missing. A crash fails the run
 # and leaves its input in fuzz/artifacts/<target>/: turn it into a regression test.
 set -euo pipefail
 seconds="${1:-60}"
@@ -12,7 +12,7 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
-python3 seeds.py corpus/open_store
+python3 seeds.py corpus
 mkdir -p logs
 for target in $(cargo +nightly fuzz list); do
     mkdir -p "corpus/$target"

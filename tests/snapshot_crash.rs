@@ -93,7 +93,7 @@ fn transfer(
     let source = leader.source(&meta)?;
     model.publishing(meta.index);
     let mut receiver = store.receive(source.manifest())?;
-    let requests = receiver.missing(None);
+    let requests = receiver.missing(None, usize::MAX);
     for (k, request) in requests.iter().enumerate() {
         receiver.accept(&source.chunk(request)?)?;
         if k == requests.len() / 2 {

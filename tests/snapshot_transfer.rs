@@ -72,7 +72,7 @@ fn transfer_with_restart(compress: bool) {
         let mut rounds = 0;
         let mut compressed = 0;
         loop {
-            let mut requests = receiver.missing(None);
+            let mut requests = receiver.missing(None, usize::MAX);
             if requests.is_empty() {
                 break;
             }
@@ -119,10 +119,18 @@ fn restart(fs: &SimFs, leader: &SnapshotStore<SimFs>, meta: &SnapshotMeta, compr
     let mut receiver = follower_store.receive(source.manifest()).unwrap();
     let (received, total) = receiver.progress();
     assert!(received < total);
-    let resumed = receiver.missing(None).len();
+    let resumed = receiver.missing(None, usize::MAX).len();
     assert!(resumed < source.requests(4096).len(), "some progress survives the crash");
-    for request in receiver.missing(None) {
-        receiver.accept(&source.chunk(&request).unwrap()).unwrap();
+    loop {
+        // A window of 3 requests at a time.
+        let window = receiver.missing(None, 3);
+        assert!(window.len() <= 3);
+        if window.is_empty() {
+            break;
+        }
+        for request in window {
+            receiver.accept(&source.chunk(&request).unwrap()).unwrap();
+        }
     }
     let installed = receiver.install().unwrap();
     assert_eq!((installed.index, installed.term, installed.partial), (500, 7, false));
@@ -154,11 +162,11 @@ fn per_slot_install_takes_only_the_chosen_slots() {
     let follower_store = follower(&fs);
     let mut receiver = follower_store.receive(source.manifest()).unwrap();
     let wanted = [10u32, 4000];
-    for request in receiver.missing(Some(&wanted)) {
+    for request in receiver.missing(Some(&wanted), usize::MAX) {
         assert!(wanted.contains(&request.slot));
         receiver.accept(&source.chunk(&request).unwrap()).unwrap();
     }
-    assert!(!receiver.missing(None).is_empty(), "other slots were not fetched");
+    assert!(!receiver.missing(None, usize::MAX).is_empty(), "other slots were not fetched");
     let installed = receiver.install_slots(&wanted).unwrap();
     assert!(installed.partial);
     assert_eq!(installed.slots.keys().copied().collect::<Vec<_>>(), wanted);
@@ -174,7 +182,7 @@ fn an_incomplete_transfer_or_an_unknown_slot_is_not_installed() {
     let source = leader.source(&meta).unwrap();
     let follower_store = follower(&fs);
     let mut receiver = follower_store.receive(source.manifest()).unwrap();
-    let requests = receiver.missing(None);
+    let requests = receiver.missing(None, usize::MAX);
     for request in &requests[1..] {
         receiver.accept(&source.chunk(request).unwrap()).unwrap();
     }
@@ -195,7 +203,7 @@ fn damaged_or_misplaced_chunks_are_refused_and_change_nothing() {
     let source = leader.source(&meta).unwrap();
     let follower_store = follower(&fs);
     let mut receiver = follower_store.receive(source.manifest()).unwrap();
-    let before = receiver.missing(None);
+    let before = receiver.missing(None, usize::MAX);
     let request = before.iter().find(|r| r.len > 1000).unwrap().clone();
     let good = source.chunk(&request).unwrap();
     let wire = good.encode();
@@ -233,7 +241,7 @@ fn damaged_or_misplaced_chunks_are_refused_and_change_nothing() {
         receiver.accept(&bomb),
         Err(Error::LimitExceeded { what: "chunk bytes", .. })
     ));
-    assert_eq!(receiver.missing(None), before, "nothing was staged");
+    assert_eq!(receiver.missing(None, usize::MAX), before, "nothing was staged");
     assert_eq!(receiver.accept(&good).unwrap(), Accepted::Stored);
     assert!(matches!(
         source.chunk(&raftlog::snapshot::ChunkRequest { offset: u64::MAX, ..request }),
@@ -273,7 +281,7 @@ fn a_whole_install_resets_a_log_that_is_behind() {
     log.append(&(1..=20).map(|i| raftlog::Entry::new(i, 1, "x")).collect::<Vec<_>>()).unwrap();
     let follower_store = follower(&fs);
     let mut receiver = follower_store.receive(source.manifest()).unwrap();
-    for request in receiver.missing(None) {
+    for request in receiver.missing(None, usize::MAX) {
         receiver.accept(&source.chunk(&request).unwrap()).unwrap();
     }
     let installed = receiver.install_with_log(&log).unwrap();

@@ -203,7 +203,7 @@ impl<F: FileSystem> SnapshotSource<'_, F> {
         let mut requests = Vec::new();
         for (slot, files) in &self.meta.slots {
             for file in files {
-                split(*slot, &file.name, 0, file.size, chunk_bytes, &mut requests);
+                split(*slot, &file.name, (0, file.size), chunk_bytes, usize::MAX, &mut requests);
             }
         }
         requests
@@ -236,17 +236,18 @@ impl<F: FileSystem> SnapshotSource<'_, F> {
     }
 }
 
-/// Appends to `out` the requests covering `[start, end)` of a file in `chunk_bytes` pieces.
+/// Appends to `out` the requests covering `[start, end)` of a file in `chunk_bytes` pieces,
+/// until `out` holds `max`.
 fn split(
     slot: u32,
     name: &str,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     chunk_bytes: u32,
+    max: usize,
     out: &mut Vec<ChunkRequest>,
 ) {
     let mut offset = start;
-    while offset < end {
+    while offset < end && out.len() < max {
         let len = (end - offset).min(u64::from(chunk_bytes)) as u32;
         out.push(ChunkRequest { slot, name: name.to_string(), offset, len });
         offset += u64::from(len);
@@ -432,14 +433,25 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
         (received, self.meta.total_bytes())
     }
 
-    /// Requests, in `chunk_bytes` pieces, for every byte not yet received: of the whole
-    /// snapshot, or of the given slots only.
-    pub fn missing(&self, slots: Option<&[u32]>) -> Vec<ChunkRequest> {
+    /// Requests, in `chunk_bytes` pieces, for the first `max` ranges not yet received: of the
+    /// whole snapshot, or of the given slots only. Ask again after accepting them (a window),
+    /// so that a peer's manifest naming huge files never turns into a huge list.
+    pub fn missing(&self, slots: Option<&[u32]>, max: usize) -> Vec<ChunkRequest> {
         let chunk_bytes = self.store.options.chunk_bytes;
         let mut requests = Vec::new();
         for staged in self.files.iter().filter(|f| slots.is_none_or(|s| s.contains(&f.slot))) {
             for (start, end) in staged.ranges.gaps(staged.meta.size) {
-                split(staged.slot, &staged.meta.name, start, end, chunk_bytes, &mut requests);
+                split(
+                    staged.slot,
+                    &staged.meta.name,
+                    (start, end),
+                    chunk_bytes,
+                    max,
+                    &mut requests,
+                );
+                if requests.len() >= max {
+                    return requests;
+                }
             }
         }
         requests
