@@ -317,7 +317,8 @@ struct Staged<H> {
 }
 
 /// A snapshot being received; see `SnapshotStore::receive`. Dropping it keeps the progress
-/// on disk for a later `receive` of the same manifest; `abort` removes it.
+/// on disk for a later `receive` of the same manifest; `abort` removes it. Keep one receiver
+/// per manifest at a time: two would stage into the same directory.
 #[derive(Debug)]
 pub struct SnapshotReceiver<'s, F: FileSystem> {
     store: &'s SnapshotStore<F>,

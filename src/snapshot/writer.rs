@@ -104,7 +104,9 @@ impl<'s, F: FileSystem> SnapshotWriter<'s, F> {
         self.copied
     }
 
-    /// Publishes the snapshot atomically and durably; it is `latest` when it returns.
+    /// Publishes the snapshot atomically and durably; it is `latest` when it returns. If it
+    /// fails at the last step (the directory fsync after the rename), the snapshot is complete
+    /// and may be listed, but may not survive a crash.
     pub fn finish(mut self) -> Result<SnapshotMeta> {
         let bytes = manifest::encode(self.store.options.group, &self.meta);
         self.store.publish(&self.staging, self.id, &bytes)?;
