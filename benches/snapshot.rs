@@ -55,6 +55,20 @@ fn snapshot_by_links(b: &mut criterion::Bencher, store: &SnapshotStore, files: &
     })
 }
 
+/// Times `copy_all` into `target`, not the removal after.
+fn time_copies(b: &mut criterion::Bencher, files: &[PathBuf], target: &Path) {
+    b.iter_custom(|iters| {
+        let mut spent = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            copy_all(files, target);
+            spent += start.elapsed();
+            std::fs::remove_dir_all(target).unwrap();
+        }
+        spent
+    })
+}
+
 fn copy_all(files: &[PathBuf], target: &Path) {
     std::fs::create_dir_all(target).unwrap();
     for (k, file) in files.iter().enumerate() {
@@ -76,19 +90,7 @@ fn snapshot_10k_files(c: &mut Criterion) {
         let name = if sync_linked_files { "link_and_fsync" } else { "link_durable_sources" };
         group.bench_function(name, |b| snapshot_by_links(b, &store, &files));
     }
-    group.bench_function("copy", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let target = dir.path().join("copy");
-                let start = Instant::now();
-                copy_all(&files, &target);
-                spent += start.elapsed();
-                std::fs::remove_dir_all(&target).unwrap();
-            }
-            spent
-        })
-    });
+    group.bench_function("copy", |b| time_copies(b, &files, &dir.path().join("copy")));
     group.finish();
 }
 
@@ -137,19 +139,8 @@ fn transfer(c: &mut Criterion) {
             spent
         })
     });
-    group.bench_function("fs_copy_with_fsync", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let target = dir.path().join("copy");
-                let start = Instant::now();
-                copy_all(&files, &target);
-                spent += start.elapsed();
-                std::fs::remove_dir_all(&target).unwrap();
-            }
-            spent
-        })
-    });
+    group
+        .bench_function("fs_copy_with_fsync", |b| time_copies(b, &files, &dir.path().join("copy")));
     group.finish();
 }
 

@@ -235,8 +235,10 @@ fn reset_peak_memory() {
 
 /// Entries per second of `workload` on raftlog, one log shared by its writers: appends are
 /// serialized (as a Raft log's are), syncs are concurrent and share fsyncs (group commit).
-fn append_raftlog(dir: &Path, w: Workload) -> f64 {
-    let store = std::sync::Arc::new(LogStore::open(dir, Options::default()).expect("open raftlog"));
+/// `preallocate` reserves each 64 MiB segment with `fallocate` when it is created.
+fn append_raftlog(dir: &Path, w: Workload, preallocate: bool) -> f64 {
+    let options = Options::default().preallocate(preallocate);
+    let store = std::sync::Arc::new(LogStore::open(dir, options).expect("open raftlog"));
     let next = std::sync::Arc::new(std::sync::Mutex::new(1u64));
     let pool = payload_pool(w.payload);
     let started = Instant::now();
@@ -369,16 +371,18 @@ fn appends(rounds: usize) {
         },
     ];
     println!("## Appends (medians of {rounds} rounds, engines alternating)");
-    println!("| workload | raftlog entries/s | MiB/s | raft-engine entries/s | ratio | raw loop entries/s (growing / preallocated) | of the disk's limit | peak memory raftlog / raft-engine |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| workload | raftlog entries/s | MiB/s | raft-engine entries/s | ratio | raftlog preallocated: entries/s, ratio | raw loop entries/s (growing / preallocated) | of the disk's limit | peak memory raftlog / raft-engine |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for w in workloads {
         let (mut ours, mut theirs, mut raw, mut raw_prealloc) = (vec![], vec![], vec![], vec![]);
+        let mut ours_prealloc = vec![];
         let (mut ours_peak, mut theirs_peak) = (0u64, 0u64);
         for _ in 0..rounds {
             let dir = tempfile::tempdir().expect("tempdir");
             reset_peak_memory();
-            ours.push(append_raftlog(&dir.path().join("raftlog"), w));
+            ours.push(append_raftlog(&dir.path().join("raftlog"), w, false));
             ours_peak = ours_peak.max(status_kib("VmHWM:"));
+            ours_prealloc.push(append_raftlog(&dir.path().join("raftlog-prealloc"), w, true));
             reset_peak_memory();
             theirs.push(append_raft_engine(&dir.path().join("raft-engine"), w));
             theirs_peak = theirs_peak.max(status_kib("VmHWM:"));
@@ -387,11 +391,12 @@ fn appends(rounds: usize) {
         }
         let (ours, theirs, raw, raw_prealloc) =
             (median(ours), median(theirs), median(raw), median(raw_prealloc));
+        let ours_prealloc = median(ours_prealloc);
         let limit = raw.max(raw_prealloc);
         let mib = ours * w.payload as f64 / (1 << 20) as f64;
         println!(
-            "| {} | {ours:.0} | {mib:.1} | {theirs:.0} | {:.2}x | {raw:.0} / {raw_prealloc:.0} | {:.2} | {:.0} / {:.0} MiB |",
-            w.name, ours / theirs, ours / limit, ours_peak as f64 / 1024.0, theirs_peak as f64 / 1024.0
+            "| {} | {ours:.0} | {mib:.1} | {theirs:.0} | {:.2}x | {ours_prealloc:.0}, {:.2}x | {raw:.0} / {raw_prealloc:.0} | {:.2} | {:.0} / {:.0} MiB |",
+            w.name, ours / theirs, ours_prealloc / theirs, ours / limit, ours_peak as f64 / 1024.0, theirs_peak as f64 / 1024.0
         );
     }
 }
@@ -413,8 +418,15 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("profile-raftlog-appends") {
         // raftlog's unsynced append path alone, for a profiler.
         let dir = tempfile::tempdir().expect("tempdir");
-        let w = Workload { name: "", payload: 256, batch: 64, writers: 1, synced: false, batches: 40_000 };
-        println!("{:.0} entries/s", append_raftlog(dir.path(), w));
+        let w = Workload {
+            name: "",
+            payload: 256,
+            batch: 64,
+            writers: 1,
+            synced: false,
+            batches: 40_000,
+        };
+        println!("{:.0} entries/s", append_raftlog(dir.path(), w, false));
         return;
     }
     if args.get(1).map(String::as_str) == Some("write-raftlog") {
