@@ -575,6 +575,16 @@ fn remove_dir_all<F: FileSystem>(fs: &F, dir: &Path) -> Result<()> {
 
 /// `(size, crc32)` of a whole file, read in `IO_BYTES` pieces.
 fn checksum<H: FileHandle>(file: &H, path: &Path) -> Result<(u64, u32)> {
+    read_pieces(file, path, |_, _| Ok(()))
+}
+
+/// Reads a whole file in `IO_BYTES` pieces, handing each to `piece` with its offset; returns
+/// the file's `(size, crc32)`.
+fn read_pieces<H: FileHandle>(
+    file: &H,
+    path: &Path,
+    mut piece: impl FnMut(&[u8], u64) -> Result<()>,
+) -> Result<(u64, u32)> {
     let size = file.size().ctx("size", path)?;
     let mut buf = vec![0; IO_BYTES.min(usize::try_from(size).unwrap_or(IO_BYTES))];
     let mut crc = crc32fast::Hasher::new();
@@ -583,6 +593,7 @@ fn checksum<H: FileHandle>(file: &H, path: &Path) -> Result<(u64, u32)> {
         let n = buf.len().min(usize::try_from(size - offset).unwrap_or(usize::MAX));
         file.read_exact_at(&mut buf[..n], offset).ctx("read", path)?;
         crc.update(&buf[..n]);
+        piece(&buf[..n], offset)?;
         offset += n as u64;
     }
     Ok((size, crc.finalize()))

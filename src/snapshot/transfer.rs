@@ -19,6 +19,7 @@
 //! 4. Decompression is bounded by the chunk's declared length, itself bounded by
 //!    `CHUNK_BYTES_MAX`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -172,7 +173,9 @@ impl<F: FileSystem> SnapshotStore<F> {
             meta.term,
             manifest::checksum(manifest)
         );
+        let mut exists = false;
         for other in self.fs.list_dirs(&self.dir).ctx("list_dirs", &self.dir)? {
+            exists |= other.as_os_str() == name.as_str();
             let superseded = other
                 .to_str()
                 .and_then(|o| o.strip_suffix(RECEIVING)?.get(..16))
@@ -183,7 +186,7 @@ impl<F: FileSystem> SnapshotStore<F> {
             }
         }
         let dir = self.dir.join(name);
-        SnapshotReceiver::open(self, meta, manifest.to_vec(), dir)
+        SnapshotReceiver::open(self, meta, manifest.to_vec(), dir, exists)
     }
 }
 
@@ -338,13 +341,9 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
         meta: SnapshotMeta,
         manifest: Vec<u8>,
         dir: PathBuf,
+        exists: bool,
     ) -> Result<Self> {
         let fs = &store.fs;
-        let exists = fs
-            .list_dirs(&store.dir)
-            .ctx("list_dirs", &store.dir)?
-            .iter()
-            .any(|d| store.dir.join(d) == dir);
         let resumable = exists
             && read_small(fs, &dir.join(RECEIVED_MANIFEST)).is_ok_and(|bytes| bytes == manifest);
         if !resumable {
@@ -466,11 +465,12 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
         let end = chunk.offset.saturating_add(u64::from(chunk.len));
         manifest::check_limit("chunk end", end, staged.meta.size)?;
         let damaged = |reason| Error::corrupt(&staged.path, chunk.offset, None, reason);
-        let bytes = if chunk.compressed {
-            zstd::bulk::decompress(&chunk.data, chunk.len as usize)
-                .map_err(|_| damaged(Corruption::Field("compressed chunk")))?
+        let bytes: Cow<'_, [u8]> = if chunk.compressed {
+            let unpacked = zstd::bulk::decompress(&chunk.data, chunk.len as usize)
+                .map_err(|_| damaged(Corruption::Field("compressed chunk")))?;
+            Cow::Owned(unpacked)
         } else {
-            chunk.data.clone()
+            Cow::Borrowed(&chunk.data)
         };
         if bytes.len() != chunk.len as usize {
             return Err(damaged(Corruption::Field("chunk length")));

@@ -14,8 +14,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{
-    checksum, file_name, follow_snapshot, manifest, remove_dir_all, FileMeta, SnapshotMeta,
-    SnapshotStore, IO_BYTES,
+    checksum, file_name, follow_snapshot, manifest, read_pieces, remove_dir_all, FileMeta,
+    SnapshotMeta, SnapshotStore,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
@@ -59,15 +59,19 @@ impl<'s, F: FileSystem> SnapshotWriter<'s, F> {
         let path = self.reserve(slot, name)?;
         let source = source.as_ref();
         let fs = &self.store.fs;
-        let (file, linked) = match fs.hard_link(source, &path) {
-            Ok(()) => (fs.open(&path).ctx("open", &path)?, true),
+        let (file, size, crc32, linked) = match fs.hard_link(source, &path) {
+            Ok(()) => {
+                let file = fs.open(&path).ctx("open", &path)?;
+                let (size, crc32) = checksum(&file, &path)?;
+                (file, size, crc32, true)
+            }
             Err(e) if link_impossible(&e) => {
                 self.copied += 1;
-                (copy_file(fs, source, &path)?, false)
+                let (file, size, crc32) = copy_file(fs, source, &path)?;
+                (file, size, crc32, false)
             }
             Err(e) => return Err(Error::io("hard_link", source, e)),
         };
-        let (size, crc32) = checksum(&file, &path)?;
         manifest::check_limit("file bytes", size, self.store.options.file_bytes_max)?;
         if !linked || self.store.options.sync_linked_files {
             file.sync_data().ctx("sync_data", &path)?;
@@ -229,18 +233,12 @@ fn link_impossible(error: &io::Error) -> bool {
     )
 }
 
-/// Copies `source` into the new file `target` and returns it open.
-pub(super) fn copy_file<F: FileSystem>(fs: &F, source: &Path, target: &Path) -> Result<F::File> {
+/// Copies `source` into the new file `target`; returns it open, with its size and crc32.
+fn copy_file<F: FileSystem>(fs: &F, source: &Path, target: &Path) -> Result<(F::File, u64, u32)> {
     let from = fs.open(source).ctx("open", source)?;
-    let size = from.size().ctx("size", source)?;
     let to = fs.create(target).ctx("create", target)?;
-    let mut buf = vec![0; IO_BYTES.min(usize::try_from(size).unwrap_or(IO_BYTES))];
-    let mut offset = 0;
-    while offset < size {
-        let n = buf.len().min(usize::try_from(size - offset).unwrap_or(usize::MAX));
-        from.read_exact_at(&mut buf[..n], offset).ctx("read", source)?;
-        to.write_all_at(&buf[..n], offset).ctx("write", target)?;
-        offset += n as u64;
-    }
-    Ok(to)
+    let (size, crc32) = read_pieces(&from, source, |piece, offset| {
+        to.write_all_at(piece, offset).ctx("write", target)
+    })?;
+    Ok((to, size, crc32))
 }
