@@ -13,7 +13,7 @@ fn reads(c: &mut Criterion) {
     let store =
         LogStore::open(dir.path(), Options::default().sync_policy(SyncPolicy::Never)).unwrap();
     let options = RaftLogOptions::default().min_entries_in_memory(1000).max_entries_in_memory(2000);
-    let mut log = RaftLog::with_options(store, options).unwrap();
+    let log = RaftLog::with_options(store, options).unwrap();
     for first in (1..=ENTRIES).step_by(1000) {
         let batch: Vec<Entry> =
             (first..first + 1000).map(|i| Entry::new(i, 1, vec![1u8; PAYLOAD_BYTES])).collect();

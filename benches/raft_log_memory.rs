@@ -31,7 +31,7 @@ fn main() {
         .min_entries_in_memory(entries_min)
         .max_entries_in_memory(entries_max)
         .max_bytes_in_memory(bytes_max);
-    let mut log = RaftLog::with_options(store, options).unwrap();
+    let log = RaftLog::with_options(store, options).unwrap();
     let rss_start = proc_status_kib("VmRSS:");
     let (mut peak_entries, mut peak_bytes) = (0usize, 0u64);
     let started = Instant::now();

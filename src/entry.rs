@@ -1,10 +1,15 @@
 //! A Raft log entry as the store keeps it.
 //!
 //! Invariants:
-//! 1. `index >= 1`: index 0 is the position before the first entry of a new log (term 0).
+//! 1. `1 <= index <= INDEX_MAX`: index 0 is the position before the first entry of a new log
+//!    (term 0), and `INDEX_MAX` leaves room for `last_index + 1` in every computation.
 //! 2. `kind` is opaque to the store: kept and returned as given.
 
 use bytes::Bytes;
+
+/// The largest index a log holds (`i64::MAX`, so that the index fits the signed integers of
+/// other systems too, and `INDEX_MAX + 1` never overflows). Beyond it is `Error::IndexTooLarge`.
+pub const INDEX_MAX: u64 = i64::MAX as u64;
 
 /// One Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,6 +83,14 @@ pub enum Error {
         /// The index it had.
         got: u64,
     },
+    /// An index beyond `INDEX_MAX`, or arithmetic on indexes that would pass it.
+    #[error("index {index} is beyond the largest index {max}")]
+    IndexTooLarge {
+        /// The index refused (saturated when the arithmetic itself overflowed).
+        index: u64,
+        /// `INDEX_MAX`.
+        max: u64,
+    },
     /// An appended entry's term is below its predecessor's.
     #[error("entry {index} has term {term}, below the previous term {previous_term}")]
     TermRegression {

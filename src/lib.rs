@@ -44,9 +44,9 @@ pub mod snapshot;
 mod store;
 
 pub use entries::{RaftLog, RaftLogOptions};
-pub use entry::Entry;
+pub use entry::{Entry, INDEX_MAX};
 pub use error::{Corruption, Error, HardStateRule, Result};
 pub use hard_state::HardState;
 pub use options::{Compression, Options, SyncPolicy};
-pub use snapshot::{SnapshotMeta, SnapshotOptions, SnapshotStore};
+pub use snapshot::{SnapshotLog, SnapshotMeta, SnapshotOptions, SnapshotStore};
 pub use store::{IndexRebuild, LogStore, RecoveryReport, TornTail};

@@ -16,7 +16,7 @@ fn ents(pairs: &[(u64, u64)]) -> Vec<Entry> {
 
 fn log_with(fs: &SimFs, options: RaftLogOptions, pairs: &[(u64, u64)]) -> RaftLog<SimFs> {
     let store = LogStore::open_with(fs.clone(), DIR, Options::default()).unwrap();
-    let mut log = RaftLog::with_options(store, options).unwrap();
+    let log = RaftLog::with_options(store, options).unwrap();
     log.append(&ents(pairs)).unwrap();
     log
 }
@@ -81,7 +81,7 @@ fn append_truncates_and_appends_above_the_commit_index() {
     ];
     for (name, batch, want_last, want) in cases {
         let fs = SimFs::new();
-        let mut log = log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 2)]);
+        let log = log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 2)]);
         assert_eq!(log.append(&ents(batch)).unwrap(), want_last, "{name}");
         assert_eq!(terms_of(&log), want, "{name}");
         log.sync().unwrap();
@@ -94,7 +94,7 @@ fn append_truncates_and_appends_above_the_commit_index() {
 
 #[test]
 fn append_refuses_committed_and_malformed_batches() {
-    let mut log = new_log(&[(1, 1), (2, 2), (3, 3)]);
+    let log = new_log(&[(1, 1), (2, 2), (3, 3)]);
     log.commit_to(2).unwrap();
     let got = log.append(&ents(&[(2, 4)]));
     assert!(matches!(got, Err(Error::Committed { index: 2, commit: 2 })), "{got:?}");
@@ -179,7 +179,7 @@ fn maybe_append() {
         ("duplicates are a no-op", 1, 1, 0, &[(2, 2), (3, 3)], Ok(Some(3)), commit),
     ];
     for (name, prev_term, prev_index, leader_commit, batch, want, want_commit) in cases {
-        let mut log = new_log(&[(1, 1), (2, 2), (3, 3)]);
+        let log = new_log(&[(1, 1), (2, 2), (3, 3)]);
         log.commit_to(commit).unwrap();
         let before = terms_of(&log);
         let got = log.maybe_append(prev_index, prev_term, leader_commit, &ents(batch));
@@ -207,7 +207,7 @@ fn maybe_append() {
 fn commit_to_never_moves_back_nor_past_the_last_index() {
     let cases = [("forward", 3, Some(3)), ("back", 1, Some(2)), ("beyond the last", 4, None)];
     for (name, to, want) in cases {
-        let mut log = new_log(&[(1, 1), (2, 2), (3, 3)]);
+        let log = new_log(&[(1, 1), (2, 2), (3, 3)]);
         log.commit_to(2).unwrap();
         match (log.commit_to(to), want) {
             (Ok(()), Some(want)) => assert_eq!(log.commit_index(), want, "{name}"),
@@ -228,7 +228,7 @@ fn maybe_commit_needs_a_higher_index_with_the_given_term() {
         ("not above the commit index", 1, 1, false, 1),
     ];
     for (name, index, term, want, want_commit) in cases {
-        let mut log = new_log(&[(1, 1), (2, 2), (3, 3)]);
+        let log = new_log(&[(1, 1), (2, 2), (3, 3)]);
         log.commit_to(1).unwrap();
         assert_eq!(log.maybe_commit(index, term).unwrap(), want, "{name}");
         assert_eq!(log.commit_index(), want_commit, "{name}");
@@ -237,7 +237,7 @@ fn maybe_commit_needs_a_higher_index_with_the_given_term() {
 
 #[test]
 fn applied_index_follows_commit_and_next_committed_entries_serve_the_gap() {
-    let mut log = new_log(&[(1, 1), (2, 1), (3, 2), (4, 2)]);
+    let log = new_log(&[(1, 1), (2, 1), (3, 2), (4, 2)]);
     log.commit_to(3).unwrap();
     assert!(matches!(log.applied_to(4), Err(Error::NotCommitted { index: 4, commit: 3 })));
     let ready = log.next_committed_entries(u64::MAX).unwrap();
@@ -253,7 +253,7 @@ fn applied_index_follows_commit_and_next_committed_entries_serve_the_gap() {
 
 #[test]
 fn compaction_is_bounded_by_the_applied_index() {
-    let mut log = new_log(&[(1, 1), (2, 1), (3, 2), (4, 3), (5, 3)]);
+    let log = new_log(&[(1, 1), (2, 1), (3, 2), (4, 3), (5, 3)]);
     log.commit_to(4).unwrap();
     log.applied_to(3).unwrap();
     assert!(matches!(log.compact(4), Err(Error::NotApplied { index: 4, applied: 3 })));
@@ -269,7 +269,7 @@ fn compaction_is_bounded_by_the_applied_index() {
 
 #[test]
 fn restore_empties_the_log_after_the_snapshot() {
-    let mut log = new_log(&[(1, 1), (2, 1), (3, 2)]);
+    let log = new_log(&[(1, 1), (2, 1), (3, 2)]);
     log.commit_to(2).unwrap();
     assert!(matches!(log.restore(1, 1), Err(Error::Committed { .. })));
     log.restore(10, 4).unwrap();
@@ -279,35 +279,64 @@ fn restore_empties_the_log_after_the_snapshot() {
     assert!(log.match_term(10, 4) && !log.match_term(9, 1));
 }
 
-#[test]
-fn slices_agree_with_the_store_across_memory_and_disk() {
-    let options = RaftLogOptions::default().min_entries_in_memory(10).max_entries_in_memory(20);
-    let fs = SimFs::new();
-    let store = LogStore::open_with(fs, DIR, Options::default().segment_bytes_max(4096)).unwrap();
-    let mut log = RaftLog::with_options(store, options).unwrap();
-    log.restore(100, 1).unwrap();
-    let batch: Vec<Entry> = (101..=200)
-        .map(|i| Entry::new(i, 1 + i / 50, vec![i as u8; (i % 7) as usize * 10]))
-        .collect();
-    for entry in &batch {
-        log.append(std::slice::from_ref(entry)).unwrap();
+/// What `entries(lo, hi, max_bytes)` must return of a log holding `all`: the range, cut
+/// before the payloads pass `max_bytes`, but at least one entry.
+fn expected_slice(all: &[Entry], lo: u64, hi: u64, max_bytes: u64) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut bytes = 0u64;
+    for entry in all.iter().filter(|e| (lo..hi).contains(&e.index)) {
+        bytes += entry.payload.len() as u64;
+        if !out.is_empty() && bytes > max_bytes {
+            break;
+        }
+        out.push(entry.clone());
     }
-    log.commit_to(170).unwrap();
-    log.applied_to(160).unwrap();
-    let (in_memory, _) = log.committed_in_memory();
-    assert!((10..=20).contains(&in_memory), "window of {in_memory}");
-    for lo in (101..=201).step_by(7) {
-        for hi in (lo..=201).step_by(5) {
-            for max_bytes in [0, 35, 200, u64::MAX] {
-                let want = log.store().entries(lo, hi, max_bytes).unwrap();
-                assert_eq!(
-                    log.entries(lo, hi, max_bytes).unwrap(),
-                    want,
-                    "[{lo}, {hi}) within {max_bytes}"
-                );
+    out
+}
+
+#[test]
+fn slices_agree_across_memory_and_disk() {
+    let committed_window =
+        RaftLogOptions::default().min_entries_in_memory(10).max_entries_in_memory(20);
+    // A small uncommitted bound leaves gaps between the tiers, read from the store.
+    let bounded_tail = committed_window.clone().max_uncommitted_bytes_in_memory(600);
+    for (name, options) in [("committed window", committed_window), ("bounded tail", bounded_tail)]
+    {
+        let fs = SimFs::new();
+        let store =
+            LogStore::open_with(fs, DIR, Options::default().segment_bytes_max(4096)).unwrap();
+        let log = RaftLog::with_options(store, options).unwrap();
+        log.restore(100, 1).unwrap();
+        let batch: Vec<Entry> = (101..=200)
+            .map(|i| Entry::new(i, 1 + i / 50, vec![i as u8; (i % 7) as usize * 10]))
+            .collect();
+        for entry in &batch {
+            log.append(std::slice::from_ref(entry)).unwrap();
+        }
+        log.commit_to(170).unwrap();
+        log.applied_to(160).unwrap();
+        let (in_memory, _) = log.committed_in_memory();
+        assert!(in_memory <= 20, "{name}: window of {in_memory}");
+        for lo in (101..=201).step_by(7) {
+            for hi in (lo..=201).step_by(5) {
+                for max_bytes in [0, 35, 200, u64::MAX] {
+                    assert_eq!(
+                        log.entries(lo, hi, max_bytes).unwrap(),
+                        expected_slice(&batch, lo, hi, max_bytes),
+                        "{name}: [{lo}, {hi}) within {max_bytes}"
+                    );
+                }
             }
         }
+        if name == "bounded tail" {
+            let (held, bytes) = log.uncommitted_in_memory();
+            assert!(bytes <= 600 && held < 30, "{name}: {held} entries, {bytes} bytes");
+        }
+        check_read_errors(&log);
     }
+}
+
+fn check_read_errors(log: &RaftLog<SimFs>) {
     assert!(matches!(
         log.entries(100, 102, u64::MAX),
         Err(Error::Compacted { index: 100, first_index: 101 })
@@ -322,7 +351,7 @@ fn slices_agree_with_the_store_across_memory_and_disk() {
 #[test]
 fn memory_stays_bounded_but_never_evicts_unapplied_entries() {
     let options = RaftLogOptions::default().min_entries_in_memory(5).max_entries_in_memory(10);
-    let mut log = log_with(&SimFs::new(), options, &[]);
+    let log = log_with(&SimFs::new(), options, &[]);
     log.append(&entries(1, &[1; 100])).unwrap();
     log.commit_to(100).unwrap();
     assert_eq!(log.committed_in_memory().0, 100, "nothing applied: nothing evicted");
@@ -335,7 +364,7 @@ fn memory_stays_bounded_but_never_evicts_unapplied_entries() {
         .max_bytes_in_memory(1000)
         .min_entries_in_memory(1000)
         .max_entries_in_memory(1000);
-    let mut log = log_with(&SimFs::new(), options, &[]);
+    let log = log_with(&SimFs::new(), options, &[]);
     let big: Vec<Entry> = (1..=20).map(|i| Entry::new(i, 1, vec![0u8; 300])).collect();
     log.append(&big).unwrap();
     log.commit_to(20).unwrap();
@@ -346,7 +375,7 @@ fn memory_stays_bounded_but_never_evicts_unapplied_entries() {
 #[test]
 fn appends_are_refused_while_too_much_awaits_the_state_machine() {
     let options = RaftLogOptions::default().unapplied_entries_max(3);
-    let mut log = log_with(&SimFs::new(), options, &[(1, 1), (2, 1), (3, 1)]);
+    let log = log_with(&SimFs::new(), options, &[(1, 1), (2, 1), (3, 1)]);
     log.commit_to(3).unwrap();
     let got = log.append(&ents(&[(4, 1)]));
     assert!(matches!(got, Err(Error::Busy { unapplied: 3, max: 3 })), "{got:?}");
@@ -357,8 +386,7 @@ fn appends_are_refused_while_too_much_awaits_the_state_machine() {
 #[test]
 fn reopen_restores_entries_commit_and_unapplied_entries() {
     let fs = SimFs::new();
-    let mut log =
-        log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]);
+    let log = log_with(&fs, RaftLogOptions::default(), &[(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]);
     log.commit_to(4).unwrap();
     log.applied_to(2).unwrap();
     log.set_hard_state(2, 7).unwrap();

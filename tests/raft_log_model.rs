@@ -133,7 +133,7 @@ fn batch_from(start: u64, count: u64, mut term: u64, bump: u64) -> Vec<(u64, u64
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let store = LogStore::open_with(SimFs::new(), common::DIR, Options::default()).unwrap();
-    let mut log = RaftLog::new(store).unwrap();
+    let log = RaftLog::new(store).unwrap();
     let mut model = Model { terms: BTreeMap::new(), first: 1, prev_term: 0, commit: 0, applied: 0 };
     for op in ops {
         let last = model.last();
@@ -298,7 +298,7 @@ struct Acked {
 
 fn follower_workload(fs: &SimFs, seed: u64, halt_after: Option<u64>) -> Acked {
     let store = LogStore::open_with(fs.clone(), common::DIR, Options::default()).unwrap();
-    let mut log = RaftLog::new(store).unwrap();
+    let log = RaftLog::new(store).unwrap();
     if let Some(ops) = halt_after {
         fs.halt_after(ops);
     }

@@ -2,10 +2,11 @@
 //! follower slightly behind and the state machine are served from memory.
 //!
 //! Invariants:
-//! 1. The window holds a contiguous run `[window_first, commit_index]` (possibly empty), with
-//!    `window_first >= first_index` of the log.
+//! 1. The window holds a contiguous run `[window_first, commit_index]` (possibly empty, then
+//!    `window_first == commit_index + 1`), with `window_first >= first_index` of the log.
 //! 2. Eviction removes the oldest entries only, and never an entry above the applied index: an
-//!    entry the state machine has not consumed stays in memory (back-pressure bounds how many).
+//!    entry the state machine has not consumed stays in memory (back-pressure bounds how many),
+//!    unless it had already left the uncommitted tier's byte bound; the store serves those.
 //! 3. Once over `entries_max` entries or `bytes_max` payload bytes, eviction runs down to
 //!    `entries_min` entries (and under `bytes_max`), as far as invariant 2 allows.
 
@@ -36,13 +37,16 @@ impl Committed {
         &self.window
     }
 
-    pub fn get(&self, index: u64) -> Option<&Entry> {
-        self.window.get(index)
-    }
-
-    /// Adds newly committed entries, then evicts within `applied_index`.
-    pub fn push(&mut self, entries: Vec<Entry>, applied_index: u64) {
+    /// Adds the newly committed entries still in memory (a contiguous run ending at the new
+    /// `commit_index`, or none), then evicts within `applied_index`. When they do not continue
+    /// the window, the window restarts with them (invariant 1).
+    pub fn push(&mut self, entries: Vec<Entry>, commit_index: u64, applied_index: u64) {
+        let start = entries.first().map_or(commit_index + 1, |entry| entry.index);
+        if self.window.end_index() != start {
+            self.window.reset(start);
+        }
         self.window.extend(entries);
+        assert_eq!(self.window.end_index(), commit_index + 1, "committed window ends at commit");
         self.evict(applied_index);
     }
 

@@ -76,20 +76,16 @@ impl EntryWindow {
     pub fn reset(&mut self, first_index: u64) {
         *self = EntryWindow::new(first_index);
     }
+}
 
-    /// Pushes the entries of `[lo, hi)` held here onto `out` while their payloads fit in
-    /// `*budget` (always at least one entry when `out` is empty), decreasing `budget`.
-    /// Returns false once an entry did not fit: the caller stops there.
-    pub fn copy_range(&self, lo: u64, hi: u64, budget: &mut u64, out: &mut Vec<Entry>) -> bool {
-        for index in lo.max(self.first_index)..hi.min(self.end_index()) {
-            let entry = self.get(index).expect("inside the window");
-            let bytes = entry.payload.len() as u64;
-            if !out.is_empty() && bytes > *budget {
-                return false;
-            }
-            *budget = budget.saturating_sub(bytes);
-            out.push(entry.clone());
-        }
-        true
+/// Pushes `entry` onto `out` if its payload fits in `*budget`, or if `out` is empty (a read
+/// returns at least one entry), and decreases `budget`. Returns whether it was pushed.
+pub(crate) fn push_within(out: &mut Vec<Entry>, budget: &mut u64, entry: Entry) -> bool {
+    let bytes = entry.payload.len() as u64;
+    if !out.is_empty() && bytes > *budget {
+        return false;
     }
+    *budget = budget.saturating_sub(bytes);
+    out.push(entry);
+    true
 }

@@ -599,19 +599,25 @@ fn read_pieces<H: FileHandle>(
     Ok((size, crc.finalize()))
 }
 
-/// Brings `log` in line with a durable snapshot of `(index, term)`: compacts it to `index`
-/// when it holds that entry, resets it to continue after `index` when it is behind or
-/// disagrees, and leaves it alone when it is already compacted past `index`.
-pub(crate) fn follow_snapshot<G: FileSystem>(
-    log: &LogStore<G>,
-    index: u64,
-    term: u64,
-) -> Result<()> {
-    match log.term(index) {
-        Ok(t) if t == term && index >= log.first_index() => log.compact_to(index),
-        Ok(t) if t == term => Ok(()),
-        Ok(_) | Err(Error::Unavailable { .. }) => log.reset(index, term),
-        Err(Error::Compacted { .. }) => Ok(()),
-        Err(e) => Err(e),
+/// A log that a durable snapshot lets drop what it covers: the one way snapshot publish
+/// (`SnapshotWriter::finish_and_compact`) and install (`SnapshotReceiver::install_with_log`)
+/// change a log. `RaftLog` implements it keeping its commit and applied indexes and memory
+/// tiers right; `LogStore` implements it for users of the store alone.
+pub trait SnapshotLog {
+    /// A durable snapshot holds the state at `(index, term)`: compact the log through `index`
+    /// when it holds that entry, restart it after `index` when it is behind or disagrees, and
+    /// leave it alone when it is already compacted past `index`.
+    fn follow_snapshot(&self, index: u64, term: u64) -> Result<()>;
+}
+
+impl<G: FileSystem> SnapshotLog for LogStore<G> {
+    fn follow_snapshot(&self, index: u64, term: u64) -> Result<()> {
+        match self.term(index) {
+            Ok(t) if t == term && index >= self.first_index() => self.compact_to(index),
+            Ok(t) if t == term => Ok(()),
+            Ok(_) | Err(Error::Unavailable { .. }) => self.reset(index, term),
+            Err(Error::Compacted { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

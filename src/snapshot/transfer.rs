@@ -24,12 +24,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    checksum, file_name, follow_snapshot, manifest, read_small, remove_dir_all, FileMeta,
-    SnapshotMeta, SnapshotStore, MANIFEST,
+    checksum, file_name, manifest, read_small, remove_dir_all, FileMeta, SnapshotLog, SnapshotMeta,
+    SnapshotStore, MANIFEST,
 };
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
-use crate::store::LogStore;
 
 /// Largest chunk, in logical bytes.
 pub const CHUNK_BYTES_MAX: u32 = 64 << 20;
@@ -527,9 +526,9 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
 
     /// Installs the whole snapshot, then brings `log` in line with it: reset to continue after
     /// the snapshot's index when it is behind (or disagrees), compacted when it holds it.
-    pub fn install_with_log<G: FileSystem>(self, log: &LogStore<G>) -> Result<SnapshotMeta> {
+    pub fn install_with_log<L: SnapshotLog + ?Sized>(self, log: &L) -> Result<SnapshotMeta> {
         let meta = self.install()?;
-        follow_snapshot(log, meta.index, meta.term)?;
+        log.follow_snapshot(meta.index, meta.term)?;
         Ok(meta)
     }
 

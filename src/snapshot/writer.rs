@@ -14,12 +14,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{
-    checksum, file_name, follow_snapshot, manifest, read_pieces, remove_dir_all, FileMeta,
+    checksum, file_name, manifest, read_pieces, remove_dir_all, FileMeta, SnapshotLog,
     SnapshotMeta, SnapshotStore,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
-use crate::store::LogStore;
 
 /// A snapshot being built; see `SnapshotStore::begin`.
 pub struct SnapshotWriter<'s, F: FileSystem> {
@@ -121,9 +120,9 @@ impl<'s, F: FileSystem> SnapshotWriter<'s, F> {
     /// Publishes the snapshot (as `finish`), and only then brings `log` in line with it:
     /// compacted up to the snapshot's index, or reset to continue after it if the log is
     /// behind. A failure after publishing leaves the snapshot published and the log whole.
-    pub fn finish_and_compact<G: FileSystem>(self, log: &LogStore<G>) -> Result<SnapshotMeta> {
+    pub fn finish_and_compact<L: SnapshotLog + ?Sized>(self, log: &L) -> Result<SnapshotMeta> {
         let meta = self.finish()?;
-        follow_snapshot(log, meta.index, meta.term)?;
+        log.follow_snapshot(meta.index, meta.term)?;
         Ok(meta)
     }
 

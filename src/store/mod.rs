@@ -34,7 +34,7 @@ pub use recover::{IndexRebuild, RecoveryReport, TornTail};
 use state::{Locs, LogState, Segment};
 use writer::{create_segment, Writer};
 
-use crate::entry::Entry;
+use crate::entry::{Entry, INDEX_MAX};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem, StdFs};
 use crate::hard_state::{HardState, Meta, MetaFile};
@@ -185,7 +185,7 @@ impl<F: FileSystem> LogStore<F> {
             let log = read(&inner.log);
             (log.last_index(), log.last_term())
         };
-        check_batch(entries, last_index, last_term, inner.options.entry_bytes_max)?;
+        check_batch(entries, (last_index, last_term), inner.options.entry_bytes_max)?;
         let batch_bytes: u64 =
             entries.iter().map(|e| (RECORD_HEADER_BYTES + e.payload.len()) as u64).sum();
         let active_has_records = writer.write_offset > SEGMENT_HEADER_BYTES as u64;
@@ -203,6 +203,17 @@ impl<F: FileSystem> LogStore<F> {
             inner.sync()?;
         }
         Ok(())
+    }
+
+    /// Checks, without writing, that `entries` could be appended after `(prev_index,
+    /// prev_term)`: what `append` checks, for a caller that truncates first.
+    pub(crate) fn check_batch(
+        &self,
+        entries: &[Entry],
+        prev_index: u64,
+        prev_term: u64,
+    ) -> Result<()> {
+        check_batch(entries, (prev_index, prev_term), self.inner.options.entry_bytes_max)
     }
 
     /// Makes everything appended so far durable and returns the durable last index.
@@ -341,8 +352,10 @@ impl<F: FileSystem> LogStore<F> {
     pub fn reset(&self, index: u64, term: u64) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        let first_index =
-            index.checked_add(1).ok_or(Error::InvalidRange { lo: index, hi: index })?;
+        if index > INDEX_MAX {
+            return Err(Error::IndexTooLarge { index, max: INDEX_MAX });
+        }
+        let first_index = index + 1;
         let _gate = inner.sync_gate();
         let mut writer = lock(&inner.writer);
         let commit = read(&inner.log).hard_state.commit;
@@ -395,11 +408,16 @@ impl<F: FileSystem> std::fmt::Debug for LogStore<F> {
     }
 }
 
-fn check_batch(entries: &[Entry], last_index: u64, last_term: u64, bytes_max: u64) -> Result<()> {
-    let mut previous = (last_index, last_term);
+/// Checks that `entries` may follow `(prev_index, prev_term)`: contiguous, terms never going
+/// back, payloads within `bytes_max`, indexes within `INDEX_MAX`.
+fn check_batch(entries: &[Entry], previous: (u64, u64), bytes_max: u64) -> Result<()> {
+    let mut previous = previous;
     for entry in entries {
-        if entry.index != previous.0 + 1 {
-            return Err(Error::NotContiguous { expected: previous.0 + 1, got: entry.index });
+        let expected = previous.0.checked_add(1).filter(|i| *i <= INDEX_MAX);
+        let expected =
+            expected.ok_or(Error::IndexTooLarge { index: entry.index, max: INDEX_MAX })?;
+        if entry.index != expected {
+            return Err(Error::NotContiguous { expected, got: entry.index });
         }
         if entry.term < previous.1 {
             let (index, term, previous_term) = (entry.index, entry.term, previous.1);
