@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod crash_model;
+pub mod gated;
 
 use std::path::{Path, PathBuf};
 
