@@ -16,8 +16,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const DIR: &str = "/store";
-/// Crash states to explore per run (each is a workload prefix, a crash point and a seed).
-const CRASH_STATES_MIN: usize = 40_000;
+/// Crash states to explore per run (each is a workload prefix, a crash point and a seed), unless
+/// `RAFTLOG_CRASH_STATES` says otherwise (`.ci/run` asks for more).
+const CRASH_STATES_DEFAULT: usize = 40_000;
 const OPS_PER_WORKLOAD: usize = 36;
 const SEEDS_PER_POINT: u64 = 2;
 
@@ -28,11 +29,16 @@ fn options(workload: u64) -> Options {
 
 /// Runs workload `seed` with the disk halting after `halt_after` mutating operations.
 /// Returns the model and the operation that failed at the halt, if any.
+/// The first open, which creates the directory, is part of the workload: a crash can cut it.
 fn run_workload(fs: &SimFs, seed: u64, halt_after: Option<u64>) -> (Model, Option<Op>) {
-    let store = LogStore::open_with(fs.clone(), DIR, options(seed)).expect("fresh open");
     if let Some(ops) = halt_after {
         fs.halt_after(ops);
     }
+    let store = match LogStore::open_with(fs.clone(), DIR, options(seed)) {
+        Ok(store) => store,
+        Err(Error::Io { .. }) if halt_after.is_some() => return (Model::new(), None),
+        Err(e) => panic!("workload {seed}: fresh open failed: {e}"),
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::new();
     for _ in 0..OPS_PER_WORKLOAD {
@@ -66,10 +72,14 @@ fn check_writable(fs: &SimFs, store: LogStore<SimFs>, options: Options) -> Resul
 
 #[test]
 fn acknowledged_state_survives_every_crash_point() {
+    let states_min = std::env::var("RAFTLOG_CRASH_STATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CRASH_STATES_DEFAULT);
     let mut states = 0usize;
     let mut torn_tails = 0usize;
     let mut workload = 0u64;
-    while states < CRASH_STATES_MIN {
+    while states < states_min {
         workload += 1;
         let probe = SimFs::new();
         run_workload(&probe, workload, None);
@@ -101,4 +111,25 @@ fn acknowledged_state_survives_every_crash_point() {
         torn_tails > 0,
         "the workloads never produced a torn tail: the test explores too little"
     );
+}
+
+#[test]
+fn a_crash_replays_byte_for_byte_from_its_seed() {
+    for workload in [3u64, 8] {
+        let probe = SimFs::new();
+        run_workload(&probe, workload, None);
+        let total_ops = probe.mutating_ops();
+        for halt_after in (0..=total_ops).step_by(7) {
+            let seed = workload << 32 | halt_after << 8;
+            let surviving = || {
+                let fs = SimFs::new();
+                run_workload(&fs, workload, Some(halt_after));
+                fs.crash(seed);
+                fs.files()
+            };
+            let first = surviving();
+            assert!(halt_after < 4 || !first.is_empty(), "seed {seed}: nothing survived");
+            assert!(first == surviving(), "seed {seed}: two runs left different disks");
+        }
+    }
 }

@@ -131,7 +131,7 @@ fn r6_damaged_or_foreign_headers_are_corrupt() {
     assert_eq!(offset, record_offset(0), "names the valid record that proves the damage");
 
     // A segment of another store in place of one of ours.
-    let other = SimFs::new();
+    let other = SimFs::with_seed(1);
     drop(one_segment(&other, 3));
     let foreign = other.read_file(&path(&segment_names(&other)[0])).unwrap();
     let fs = SimFs::new();

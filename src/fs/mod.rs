@@ -13,6 +13,7 @@
 //! 6. A rename is durable only after `sync_dir` on the target's directory. A directory is
 //!    renamed only after `sync_dir` on it made its own entries durable (the snapshot store's
 //!    publish protocol); `SimFs` refuses any other directory rename.
+//! 7. A directory's creation is durable only after `sync_dir` on its parent.
 
 #[cfg(feature = "inspect")]
 mod overlay;
@@ -34,7 +35,8 @@ pub trait FileSystem: Send + Sync + 'static {
     /// An exclusive lock on a directory, released on drop.
     type Lock: Send + Sync + 'static;
 
-    /// Creates `dir` and its parents if missing. Directory creation is assumed durable.
+    /// Creates `dir` and its parents if missing. A new directory's name is durable only after
+    /// `sync_dir` on its parent (see `create_dir_durable`).
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Takes the exclusive lock held in file `path`; `ErrorKind::WouldBlock` if held elsewhere.
     fn lock(&self, path: &Path) -> io::Result<Self::Lock>;
@@ -59,6 +61,42 @@ pub trait FileSystem: Send + Sync + 'static {
     fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// Makes the creations and removals of names in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// A new random identity (a store's uid). `SimFs` hands out a fixed sequence instead, so
+    /// a simulated run replays byte for byte.
+    fn new_uid(&self) -> u64 {
+        random_uid()
+    }
+}
+
+/// A random non-zero u64: the process's hasher keys mixed with the time and the process id.
+pub(crate) fn random_uid() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+/// Creates `dir` and its missing parents durably: each new directory is fsynced in its parent
+/// (a directory's own fsync does not make its name durable).
+pub(crate) fn create_dir_durable<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| fs.list_dirs(d).is_err())
+        .collect();
+    fs.create_dir_all(dir)?;
+    for new in missing.into_iter().rev() {
+        match new.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => fs.sync_dir(Path::new("."))?,
+            Some(parent) => fs.sync_dir(parent)?,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// An open file, shared by the writer and concurrent readers.

@@ -12,12 +12,14 @@
 //! 1. A write reaches the durable image only through `sync_data` on its file (or a crash that
 //!    happens to keep it); a name only through `sync_dir` on its directory (or a kept prefix).
 //! 2. Handles opened before a crash fail with EIO afterwards; locks are released by a crash.
-//! 3. The same seed on the same history gives the same disk.
-//! 4. Directories are created durably (`create_dir_all`); renaming or removing one is a name
-//!    change of its parent. A directory is renamed only when none of its own name changes is
+//! 3. The same seed on the same history gives the same disk, byte for byte: every choice comes
+//!    from the seed and ordered collections, and `new_uid` hands out a fixed sequence.
+//! 4. Creating, renaming or removing a directory is a name change of its parent, durable after
+//!    `sync_dir` on the parent; a crash that loses a directory's creation loses everything in
+//!    it. A directory is renamed only when none of its own name changes is
 //!    pending (refused with `InvalidInput` otherwise): the model then needs no directory inodes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +54,8 @@ pub enum FaultOp {
     HardLink,
     /// `FileSystem::remove_dir`.
     RemoveDir,
+    /// `FileSystem::create_dir_all`, for each directory it creates.
+    CreateDir,
 }
 
 impl FaultOp {
@@ -68,7 +72,8 @@ pub struct SimFs {
 
 #[derive(Debug, Default)]
 struct State {
-    inodes: HashMap<u64, Inode>,
+    /// Ordered, so that a crash visits inodes in the same order on every run (invariant 3).
+    inodes: BTreeMap<u64, Inode>,
     /// What reads see.
     live: Namespace,
     /// What survives a crash.
@@ -77,7 +82,9 @@ struct State {
     name_changes: Vec<NameChange>,
     next_inode: u64,
     generation: u64,
-    locks: HashSet<PathBuf>,
+    locks: BTreeSet<PathBuf>,
+    /// Identities handed out by `new_uid`, from a fixed sequence.
+    uids: u64,
     /// `hard_link` fails with `CrossesDevices`, as between two file systems.
     refuse_links: bool,
     /// (operation, calls of it still to let through before one fails).
@@ -126,7 +133,24 @@ impl Namespace {
                 self.names.retain(|path, _| !path.starts_with(&dir));
                 self.dirs.retain(|d| !d.starts_with(&dir));
             }
+            NameChange::MakeDir(dir) => {
+                self.dirs.insert(dir);
+            }
         }
+    }
+
+    /// Drops the names and directories whose parent directory does not exist (its creation
+    /// was lost): what a crash leaves of a directory made durable inside a lost one.
+    fn drop_orphans(&mut self) {
+        let mut dirs = BTreeSet::new();
+        // Sorted order visits a directory before everything below it.
+        for dir in std::mem::take(&mut self.dirs) {
+            if dir.parent().is_none_or(|parent| dirs.contains(parent)) {
+                dirs.insert(dir);
+            }
+        }
+        self.names.retain(|path, _| path.parent().is_some_and(|parent| dirs.contains(parent)));
+        self.dirs = dirs;
     }
 }
 
@@ -158,6 +182,8 @@ enum NameChange {
         to: PathBuf,
     },
     RemoveDir(PathBuf),
+    /// A directory's creation.
+    MakeDir(PathBuf),
 }
 
 impl NameChange {
@@ -168,7 +194,8 @@ impl NameChange {
             | NameChange::Unlink(path)
             | NameChange::Rename { to: path, .. }
             | NameChange::RenameDir { to: path, .. }
-            | NameChange::RemoveDir(path) => path.parent(),
+            | NameChange::RemoveDir(path)
+            | NameChange::MakeDir(path) => path.parent(),
         }
     }
 }
@@ -259,7 +286,7 @@ impl State {
     }
 
     fn live_bytes(&self) -> u64 {
-        let live: HashSet<u64> = self.live.names.values().copied().collect();
+        let live: BTreeSet<u64> = self.live.names.values().copied().collect();
         live.iter().map(|ino| self.inodes[ino].live.len() as u64).sum()
     }
 
@@ -298,7 +325,8 @@ impl State {
         }
         self.name_changes.clear();
         self.live = self.durable.clone();
-        let reachable: HashSet<u64> = self.durable.names.values().copied().collect();
+        self.durable.drop_orphans();
+        let reachable: BTreeSet<u64> = self.durable.names.values().copied().collect();
         self.inodes.retain(|ino, _| reachable.contains(ino));
         for inode in self.inodes.values_mut() {
             let mut image = std::mem::take(&mut inode.durable);
@@ -344,9 +372,18 @@ fn apply_torn_write(image: &mut Vec<u8>, offset: u64, data: &[u8], rng: &mut Spl
 }
 
 impl SimFs {
-    /// An empty simulated disk.
+    /// An empty simulated disk. Its `new_uid` sequence starts from seed 0, so two disks made
+    /// by `new` give their stores the same identity; see `with_seed`.
     pub fn new() -> Self {
         SimFs::default()
+    }
+
+    /// An empty simulated disk whose `new_uid` sequence starts from `seed`: stores created on
+    /// disks of different seeds have different identities.
+    pub fn with_seed(seed: u64) -> Self {
+        let fs = SimFs::default();
+        fs.state().uids = seed.wrapping_mul(1 << 32);
+        fs
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -398,6 +435,13 @@ impl SimFs {
             }
         }
         Ok(())
+    }
+
+    /// Every file with its live content, by path: the whole disk, to compare two runs.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let state = self.state();
+        let names = state.live.names.iter();
+        names.map(|(path, ino)| (path.clone(), state.inodes[ino].live.clone())).collect()
     }
 
     /// The live content of `path`.
@@ -484,11 +528,26 @@ impl FileSystem for SimFs {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
-        for ancestor in dir.ancestors() {
-            state.live.dirs.insert(ancestor.to_path_buf());
-            state.durable.dirs.insert(ancestor.to_path_buf());
+        let missing: Vec<&Path> =
+            dir.ancestors().take_while(|d| !state.live.dirs.contains(*d)).collect();
+        for new in missing.into_iter().rev() {
+            if new.parent().is_none() {
+                // The root always exists.
+                state.live.dirs.insert(new.to_path_buf());
+                state.durable.dirs.insert(new.to_path_buf());
+                continue;
+            }
+            state.enter(FaultOp::CreateDir)?;
+            state.live.dirs.insert(new.to_path_buf());
+            state.name_changes.push(NameChange::MakeDir(new.to_path_buf()));
         }
         Ok(())
+    }
+
+    fn new_uid(&self) -> u64 {
+        let mut state = self.state();
+        state.uids += 1;
+        SplitMix(state.uids).next().max(1)
     }
 
     fn lock(&self, path: &Path) -> io::Result<SimLock> {
@@ -632,6 +691,9 @@ impl FileHandle for SimFile {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.with_inode(FaultOp::Read, |state, ino| {
+            if buf.is_empty() {
+                return Ok(()); // as `FileExt::read_exact_at`, wherever the offset lies
+            }
             let live = &state.inodes[&ino].live;
             let start = usize::try_from(offset).map_err(|_| eio("offset"))?;
             let end = start.checked_add(buf.len()).filter(|end| *end <= live.len());

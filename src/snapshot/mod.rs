@@ -231,7 +231,7 @@ impl<F: FileSystem> SnapshotStore<F> {
         if options.chunk_bytes == 0 || options.chunk_bytes > transfer::CHUNK_BYTES_MAX {
             return Err(Error::InvalidOptions("chunk_bytes must be in 1..=64 MiB"));
         }
-        fs.create_dir_all(&dir).ctx("create_dir_all", &dir)?;
+        crate::fs::create_dir_durable(&fs, &dir).ctx("create_dir_all", &dir)?;
         let lock_path = dir.join("LOCK");
         let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock => Error::Locked { path: lock_path.clone() },

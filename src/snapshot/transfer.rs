@@ -349,7 +349,7 @@ impl<'s, F: FileSystem> SnapshotReceiver<'s, F> {
             if exists {
                 remove_dir_all(fs, &dir)?;
             }
-            fs.create_dir_all(&dir).ctx("create_dir_all", &dir)?;
+            crate::fs::create_dir_durable(fs, &dir).ctx("create_dir_all", &dir)?;
             let path = dir.join(RECEIVED_MANIFEST);
             let file = fs.create(&path).ctx("create", &path)?;
             file.write_all_at(&manifest, 0).ctx("write", &path)?;

@@ -29,18 +29,15 @@
 //! 2. A tail is cut only when nothing proves it was ever durable (R7), and never below the
 //!    commit index (R13).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
-use crate::fs::{FileHandle, FileSystem};
+use crate::fs::{create_dir_durable, FileHandle, FileSystem};
 use crate::hard_state::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::index;
 use crate::options::Options;
@@ -155,7 +152,7 @@ pub(crate) fn recover<F: FileSystem>(
     dir: &Path,
     options: &Options,
 ) -> Result<Recovered<F>> {
-    fs.create_dir_all(dir).ctx("create_dir", dir)?;
+    create_dir_durable(fs, dir).ctx("create_dir", dir)?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = fs.lock(&lock_path).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock => Error::Locked { path: lock_path.clone() },
@@ -325,19 +322,11 @@ fn open_meta<F: FileSystem>(
         Some(file) => file,
         None => fs.create(&path).ctx("create", &path)?,
     };
-    let mut meta = MetaFile::new(file, path, Meta::initial(new_store_uid()));
+    let mut meta = MetaFile::new(file, path, Meta::initial(fs.new_uid()));
     meta.write_initial()?;
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
     report.created = true;
     Ok(meta)
-}
-
-fn new_store_uid() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    hasher.finish().max(1)
 }
 
 /// Rows R5 to R12: classifies every segment and links them into one log.
