@@ -7,14 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::codec::u64_at;
 use crate::error::{Corruption, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem, OverlayFs, SimFs};
-use crate::hard_state::{META_FILE, META_SLOT_BYTES};
 use crate::index::{INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES};
-use crate::segment::format::u64_at;
+use crate::meta::{META_FILE, META_SLOT_BYTES};
 use crate::{LogStore, Options, SnapshotMeta, SnapshotOptions, SnapshotStore};
 
-pub use crate::hard_state::Meta;
+pub use crate::meta::Meta;
 pub use crate::segment::format::{
     Record, RecordError, SegmentHeader, RECORD_ENTRY, RECORD_HEADER_BYTES, RECORD_SEAL,
     SEGMENT_HEADER_BYTES,
@@ -163,4 +163,34 @@ pub fn read_index(dir: &Path, segment_id: u64) -> Result<IndexFile> {
         }
     }
     Ok(IndexFile { path, bytes: bytes.len() as u64, status, entries })
+}
+
+/// What each live segment holds (for the inspector).
+pub fn segment_summaries<F: FileSystem>(store: &LogStore<F>) -> Vec<SegmentSummary> {
+    let log = crate::store::read(&store.inner.log);
+    log.segments
+        .iter()
+        .map(|segment| {
+            let records = segment.record_count();
+            let physical_end = segment.first_index + records;
+            let (mut stored, mut logical) = (0u64, 0u64);
+            for index in segment.first_index..segment.end_index().min(physical_end) {
+                if let Some(loc) = segment.loc(index) {
+                    stored += u64::from(loc.stored_len);
+                    logical += u64::from(loc.payload_len);
+                }
+            }
+            SegmentSummary {
+                id: segment.id,
+                path: segment.path.clone(),
+                first_index: segment.first_index,
+                end_index: segment.end_index(),
+                records,
+                sealed: segment.sealed,
+                file_bytes: segment.file.size().unwrap_or(0),
+                stored_payload_bytes: stored,
+                payload_bytes: logical,
+            }
+        })
+        .collect()
 }

@@ -4,7 +4,8 @@
 //! self-identifying records, and its [`HardState`] in a two-slot meta file; it recovers from
 //! any crash without losing what it acknowledged, and reports what it cut in a
 //! [`RecoveryReport`]. Every file operation goes through the [`fs::FileSystem`] seam, so the
-//! simulated disk [`fs::SimFs`] can crash it, tear its writes and flip its bits in tests.
+//! simulated disk `fs::SimFs` (cargo feature `sim`) can crash it, tear its writes and flip its
+//! bits in tests.
 //! A [`SnapshotStore`] keeps the group's per-slot file snapshots, published atomically and
 //! transferred in resumable, checksummed chunks.
 //!
@@ -30,6 +31,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod codec;
 mod entries;
 mod entry;
 mod error;
@@ -38,6 +40,7 @@ mod hard_state;
 mod index;
 #[cfg(feature = "inspect")]
 pub mod inspect;
+mod meta;
 mod options;
 mod segment;
 pub mod snapshot;

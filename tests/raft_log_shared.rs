@@ -155,7 +155,8 @@ fn observe(log: &RaftLog<SimFs>) -> String {
 #[test]
 fn a_rejected_call_changes_nothing_in_memory_or_on_disk() {
     type Call = fn(&RaftLog<SimFs>) -> Result<(), Error>;
-    let cases: Vec<(&str, Call, fn(&Error) -> bool)> = vec![
+    type Expected = fn(&Error) -> bool;
+    let cases: Vec<(&str, Call, Expected)> = vec![
         (
             "append whose second entry's term goes back",
             |log| log.append(&entries(3, &[3, 2])).map(drop),

@@ -17,6 +17,7 @@
 
 #[cfg(feature = "inspect")]
 mod overlay;
+#[cfg(feature = "sim")]
 mod sim;
 mod std_fs;
 
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "inspect")]
 pub use overlay::{OverlayFile, OverlayFs, OverlayMap};
+#[cfg(feature = "sim")]
 pub use sim::{FaultOp, SimFs};
 pub use std_fs::StdFs;
 

@@ -32,9 +32,13 @@
 use std::io;
 use std::path::Path;
 
+use crate::codec::{u16_at, u32_at, u64_at};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
-use crate::segment::format::{u16_at, u32_at, u64_at, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::segment::format::{
+    decode_record, RecordSeed, SegmentHeader, RECORD_HEADER_BYTES, RECORD_SEAL, SEAL_PAYLOAD_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
 use crate::segment::Loc;
 
 /// "RLIX": first four bytes of an index file.
@@ -293,4 +297,30 @@ pub(crate) fn open_verified<F: FileSystem>(
     Ok(SegmentIndex::new(map, &header, last_term)
         .map(|index| (index, header))
         .ok_or(Some(Corruption::Field("index file changed while mapped"))))
+}
+
+/// Checks a sealed segment against its verified index without scanning it: the header names
+/// this store and segment and starts at the index's first index, and the seal record at the
+/// index's `data_end` is valid, counts the index's entries, ends at its last term and carries
+/// the checksum the index was bound to.
+pub(crate) fn check_sealed<H: FileHandle>(
+    file: &H,
+    header: &SegmentHeader,
+    index: &IndexHeader,
+    last_term: u64,
+) -> io::Result<Result<(), Corruption>> {
+    let seal_len = RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES;
+    if file.size()? < index.data_end + seal_len as u64 {
+        return Ok(Err(Corruption::BadSeal));
+    }
+    let mut seal = vec![0u8; seal_len];
+    file.read_exact_at(&mut seal, index.data_end)?;
+    let seed = RecordSeed::new(header.store_uid, header.segment_id);
+    let Ok(record) = decode_record(seed, &seal) else { return Ok(Err(Corruption::BadSeal)) };
+    let matches = record.record_type == RECORD_SEAL
+        && record.index + 1 == header.first_index + index.count
+        && record.term == last_term
+        && record.seal_count() == Some(index.count)
+        && crate::codec::u32_at(&seal, 0) == index.seal_crc;
+    Ok(if matches { Ok(()) } else { Err(Corruption::BadSeal) })
 }

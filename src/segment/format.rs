@@ -11,6 +11,7 @@
 //! 2. A length read from disk is only used after it is checked against the bytes available.
 //! 3. `encode_*` and `decode_*` are exact inverses (a property test checks it).
 
+use crate::codec::{u16_at, u32_at, u64_at};
 use crate::error::Corruption;
 
 const _: () = assert!(FLAG_ZSTD == 1);
@@ -308,22 +309,6 @@ impl Record<'_> {
 /// hint for how many bytes to fetch before `decode_record`.
 pub fn peek_payload_len(bytes: &[u8]) -> Option<u32> {
     bytes.get(..RECORD_HEADER_BYTES).map(|header| u32_at(header, 4))
-}
-
-pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut out = [0u8; 4];
-    out.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(out)
-}
-
-pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(out)
 }
 
 #[cfg(test)]

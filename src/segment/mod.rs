@@ -13,7 +13,7 @@
 pub mod format;
 mod scan;
 
-pub(crate) use scan::{check_sealed, read_header, scan_segment, HeaderDamage, Scanned, Tail};
+pub(crate) use scan::{read_header, scan_segment, HeaderDamage, Scanned, Tail};
 
 /// Where an entry's record lies in its segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

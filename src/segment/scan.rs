@@ -10,10 +10,11 @@
 use std::io;
 
 use super::format::{
-    decode_record, peek_payload_len, u16_at, u64_at, RecordSeed, SegmentHeader, RECORD_ENTRY,
-    RECORD_HEADER_BYTES, RECORD_SEAL, SEGMENT_HEADER_BYTES,
+    decode_record, peek_payload_len, RecordSeed, SegmentHeader, RECORD_ENTRY, RECORD_HEADER_BYTES,
+    RECORD_SEAL, SEGMENT_HEADER_BYTES,
 };
 use super::Loc;
+use crate::codec::{u16_at, u64_at};
 use crate::error::Corruption;
 use crate::fs::FileHandle;
 
@@ -255,32 +256,6 @@ pub(crate) fn scan_segment<H: FileHandle>(
         break;
     }
     Ok(Ok(scanned))
-}
-
-/// Checks a sealed segment against its verified index without scanning it: the header names
-/// this store and segment and starts at the index's first index, and the seal record at the
-/// index's `data_end` is valid, counts the index's entries, ends at its last term and carries
-/// the checksum the index was bound to.
-pub(crate) fn check_sealed<H: FileHandle>(
-    file: &H,
-    header: &SegmentHeader,
-    index: &crate::index::IndexHeader,
-    last_term: u64,
-) -> io::Result<Result<(), Corruption>> {
-    let seal_len = RECORD_HEADER_BYTES + super::format::SEAL_PAYLOAD_BYTES;
-    if file.size()? < index.data_end + seal_len as u64 {
-        return Ok(Err(Corruption::BadSeal));
-    }
-    let mut seal = vec![0u8; seal_len];
-    file.read_exact_at(&mut seal, index.data_end)?;
-    let seed = RecordSeed::new(header.store_uid, header.segment_id);
-    let Ok(record) = decode_record(seed, &seal) else { return Ok(Err(Corruption::BadSeal)) };
-    let matches = record.record_type == RECORD_SEAL
-        && record.index + 1 == header.first_index + index.count
-        && record.term == last_term
-        && record.seal_count() == Some(index.count)
-        && super::format::u32_at(&seal, 0) == index.seal_crc;
-    Ok(if matches { Ok(()) } else { Err(Corruption::BadSeal) })
 }
 
 /// Reads and checks the header of segment `segment_id` of store `store_uid`.

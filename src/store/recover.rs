@@ -38,11 +38,11 @@ use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{create_dir_durable, FileHandle, FileSystem};
-use crate::hard_state::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::index;
+use crate::meta::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::options::Options;
 use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::segment::{self, check_sealed, read_header, scan_segment, HeaderDamage, Scanned, Tail};
+use crate::segment::{self, read_header, scan_segment, HeaderDamage, Scanned, Tail};
 
 /// File name of the directory lock.
 pub const LOCK_FILE: &str = "LOCK";
@@ -282,7 +282,9 @@ fn open_indexed<F: FileSystem>(
             Err(problem) => return Ok(Err(problem)),
         };
     let last_term = segment_index.last_term();
-    if let Err(reason) = check_sealed(file, &header, &index_header, last_term).ctx("read", path)? {
+    if let Err(reason) =
+        index::check_sealed(file, &header, &index_header, last_term).ctx("read", path)?
+    {
         return Ok(Err(Some(reason)));
     }
     Ok(Ok(Found {

@@ -69,7 +69,7 @@ pub fn stat(dir: &Path, out: &mut Output) -> CommandResult {
         json!({ "dir": dir, "first_index": first, "last_index": last,
                 "hard_state": { "term": hs.term, "vote": hs.vote, "commit": hs.commit } }),
     )?;
-    let segments = store.segment_summaries();
+    let segments = raftlog::inspect::segment_summaries(&store);
     let mut totals = (0u64, 0u64, 0u64, 0u64);
     for s in &segments {
         let live = s.end_index.saturating_sub(s.first_index.max(first));
@@ -192,7 +192,7 @@ pub fn dump(
     let (mut lo, mut hi) =
         (from.unwrap_or(store.first_index()), to.unwrap_or(store.last_index() + 1));
     if let Some(id) = segment {
-        let summaries = store.segment_summaries();
+        let summaries = raftlog::inspect::segment_summaries(&store);
         let found = summaries.iter().find(|s| s.id == id);
         let found = found.ok_or_else(|| Failure::Other(format!("no live segment {id}")))?;
         lo = lo.max(found.first_index).max(store.first_index());

@@ -1,0 +1,123 @@
+//! Group commit: the sync gate, `sync`, the background flusher and the poison latch.
+//!
+//! The sync gate's protocol: `sync_busy` is true while one caller holds the gate. A caller of
+//! `sync` whose target is already durable returns at once; otherwise it waits while the gate
+//! is busy, re-checking the durable index each time it wakes (the holder's fsync may have
+//! covered its target), and takes the gate only when it is free and its target is not yet
+//! durable. The holder fsyncs without any other lock held, then raises `durable_index` and
+//! releases the gate (`SyncGate`'s drop), waking every waiter. Truncation, compaction, reset
+//! and hard-state writes hold the gate too, so no fsync of the log runs while its shape
+//! changes.
+//!
+//! Invariants:
+//! 1. At most one caller holds the gate; `durable_index` only moves while holding it (or at
+//!    a seal, under the writer lock, whose fsync covers every earlier record).
+//! 2. After a failed write or fsync, `poisoned` is set and every waiter is woken; nothing
+//!    retries an fsync.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{lock, read, Inner, LogStore};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{FileHandle, FileSystem};
+use crate::options::SyncPolicy;
+
+impl<F: FileSystem> LogStore<F> {
+    /// Makes everything appended so far durable and returns the durable last index.
+    /// Concurrent callers share one fdatasync.
+    pub fn sync(&self) -> Result<u64> {
+        self.inner.sync()
+    }
+}
+
+/// Holding the sync gate: no other fsync of the log runs meanwhile.
+pub(super) struct SyncGate<'a> {
+    busy: &'a Mutex<bool>,
+    done: &'a Condvar,
+}
+impl Drop for SyncGate<'_> {
+    fn drop(&mut self) {
+        *lock(self.busy) = false;
+        self.done.notify_all();
+    }
+}
+
+impl<F: FileSystem> Inner<F> {
+    pub(super) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+    /// Poisons the store if `result` is an error of a write path.
+    pub(super) fn poison_on_err<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+            self.sync_done.notify_all();
+        }
+        result
+    }
+    /// Waits for the sync gate and holds it.
+    pub(super) fn sync_gate(&self) -> SyncGate<'_> {
+        let mut busy = lock(&self.sync_busy);
+        while *busy {
+            busy = self.sync_done.wait(busy).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy = true;
+        SyncGate { busy: &self.sync_busy, done: &self.sync_done }
+    }
+    pub(super) fn sync(&self) -> Result<u64> {
+        self.check_writable()?;
+        let target = read(&self.log).last_index();
+        let mut busy = lock(&self.sync_busy);
+        loop {
+            let durable = self.durable_index.load(Ordering::Acquire);
+            if durable >= target {
+                return Ok(durable);
+            }
+            self.check_writable()?;
+            if !*busy {
+                break;
+            }
+            busy = self.sync_done.wait(busy).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy = true;
+        drop(busy);
+        let _gate = SyncGate { busy: &self.sync_busy, done: &self.sync_done };
+        let (file, path, upto) = {
+            let mut writer = lock(&self.writer);
+            writer.bytes_since_sync = 0;
+            (Arc::clone(&writer.file), writer.path.clone(), read(&self.log).last_index())
+        };
+        if self.options.sync_policy != SyncPolicy::Never {
+            self.poison_on_err(file.sync_data().ctx("sync_data", &path))?;
+        }
+        self.durable_index.fetch_max(upto, Ordering::AcqRel);
+        Ok(self.durable_index.load(Ordering::Acquire))
+    }
+}
+
+pub(super) fn spawn_flusher<F: FileSystem>(
+    inner: Arc<Inner<F>>,
+    interval: Duration,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || loop {
+        let stop = lock(&inner.stop_flusher);
+        let (stop, _) = inner
+            .flusher_wakeup
+            .wait_timeout(stop, interval)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *stop {
+            return;
+        }
+        drop(stop);
+        let behind = inner.durable_index.load(Ordering::Acquire) < read(&inner.log).last_index();
+        if behind && !inner.poisoned.load(Ordering::Acquire) {
+            // A failure poisons the store; the next call on it reports `Poisoned`.
+            let _ = inner.sync();
+        }
+    })
+}

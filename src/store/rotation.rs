@@ -1,0 +1,82 @@
+//! Rotation: sealing the active segment (seal record fsynced, index written and mapped) and
+//! starting the next one.
+//!
+//! Invariants:
+//! 1. A segment is sealed, with its seal record fsynced, before the next one is created.
+//! 2. Segment ids only grow (`next_segment_id`).
+
+use std::sync::atomic::Ordering;
+
+use super::state::Locs;
+use super::writer::{create_segment, Writer};
+use super::{read, write, Inner};
+use crate::error::Result;
+use crate::fs::FileSystem;
+use crate::index::{self, IndexHeader};
+use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+
+impl<F: FileSystem> Inner<F> {
+    /// Seals the active segment (fsynced) and starts a new one whose first index is `first`.
+    pub(super) fn rotate(&self, writer: &mut Writer<F::File>, first: u64) -> Result<()> {
+        let prev_term = self.seal_active(writer)?;
+        let header = self.next_header(writer, first, writer.segment_id, prev_term);
+        let segment = create_segment(&self.fs, &self.dir, &self.options, &header)?;
+        writer.switch_to(&segment, SEGMENT_HEADER_BYTES as u64);
+        write(&self.log).segments.push(segment);
+        Ok(())
+    }
+    /// Seals the active segment (seal record fsynced), writes its index and switches it to
+    /// the mapped index. Returns the term of its last record.
+    pub(super) fn seal_active(&self, writer: &mut Writer<F::File>) -> Result<u64> {
+        let (last, count, id, first_index, index_path, locs) = {
+            let log = read(&self.log);
+            let active = log.active();
+            let Locs::Memory(locs) = &active.locs else { unreachable!("the active segment") };
+            let identity = (active.id, active.first_index, active.index_path());
+            (
+                active.last_record(),
+                active.record_count(),
+                identity.0,
+                identity.1,
+                identity.2,
+                locs.clone(),
+            )
+        };
+        let durable = self.durable_index.load(Ordering::Acquire);
+        let (data_end, seal_crc) = writer.seal(self.store_uid, last, count, durable)?;
+        let header = IndexHeader {
+            store_uid: self.store_uid,
+            segment_id: id,
+            first_index,
+            count,
+            data_end,
+            seal_crc,
+        };
+        let segment_index = index::write_file(&self.fs, &index_path, &header, &locs, last.1)?;
+        {
+            let mut log = write(&self.log);
+            let active = log.active_mut();
+            active.locs = Locs::Indexed(segment_index);
+            active.sealed = true;
+        }
+        self.durable_index.fetch_max(last.0, Ordering::AcqRel);
+        Ok(last.1)
+    }
+    pub(super) fn next_header(
+        &self,
+        writer: &mut Writer<F::File>,
+        first: u64,
+        prev_id: u64,
+        prev_term: u64,
+    ) -> SegmentHeader {
+        let segment_id = writer.next_segment_id;
+        writer.next_segment_id += 1;
+        SegmentHeader {
+            store_uid: self.store_uid,
+            segment_id,
+            first_index: first,
+            prev_segment_id: prev_id,
+            prev_term,
+        }
+    }
+}
