@@ -85,7 +85,7 @@ fn snapshot_10k_files(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot_10k_files_100_slots");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     for sync_linked_files in [true, false] {
-        let options = SnapshotOptions { sync_linked_files, ..SnapshotOptions::default() };
+        let options = SnapshotOptions::default().sync_linked_files(sync_linked_files);
         let store = SnapshotStore::open_with(StdFs, dir.path().join("snapshots"), options).unwrap();
         let name = if sync_linked_files { "link_and_fsync" } else { "link_durable_sources" };
         group.bench_function(name, |b| snapshot_by_links(b, &store, &files));

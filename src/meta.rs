@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::codec::{u16_at, u32_at, u64_at};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
+use crate::entry::INDEX_MAX;
 use crate::hard_state::HardState;
 
 /// File name of the meta file inside a store directory.
@@ -120,7 +121,11 @@ impl Meta {
             prev_term: u64_at(slot, 56),
             segment_id_min: u64_at(slot, 64),
         };
-        if meta.first_index == 0 || meta.segment_id_min == 0 {
+        if meta.first_index == 0
+            || meta.first_index > INDEX_MAX + 1
+            || meta.hard_state.commit > INDEX_MAX
+            || meta.segment_id_min == 0
+        {
             return Err(Corruption::Field("meta first_index or segment_id_min"));
         }
         Ok(meta)

@@ -142,8 +142,7 @@ fn an_abandoned_writer_leaves_nothing_that_is_reported() {
 #[test]
 fn bad_names_duplicates_and_limits_are_refused_and_change_nothing() {
     let fs = SimFs::new();
-    let options =
-        SnapshotOptions { files_max: 2, configuration_bytes_max: 4, ..Default::default() };
+    let options = SnapshotOptions::default().files_max(2).configuration_bytes_max(4);
     let store = SnapshotStore::open_with(fs.clone(), SNAP, options).unwrap();
     assert!(matches!(store.begin(1, 1, b"too long"), Err(Error::LimitExceeded { .. })));
     let mut writer = store.begin(1, 1, b"ok").unwrap();
@@ -225,7 +224,7 @@ fn a_damaged_manifest_is_skipped_with_its_reason() {
     assert!(matches!(scan.skipped[0].error, Error::Corrupt { reason: Corruption::Checksum, .. }));
     // A manifest of another group is skipped the same way.
     drop(store);
-    let other = SnapshotOptions { group: 9, ..Default::default() };
+    let other = SnapshotOptions::default().group(9);
     let store = SnapshotStore::open_with(fs.clone(), SNAP, other).unwrap();
     assert_eq!(store.latest().unwrap(), None);
     let scan = store.scan(Verify::Manifest).unwrap();

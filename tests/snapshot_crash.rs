@@ -17,7 +17,7 @@ const SNAP: &str = "/snap";
 const SEEDS: u64 = 4;
 
 fn options() -> SnapshotOptions {
-    SnapshotOptions { chunk_bytes: 1024, ..SnapshotOptions::default() }
+    SnapshotOptions::default().chunk_bytes(1024)
 }
 
 /// The files a locally published snapshot at `index` holds: (slot, name, bytes).

@@ -13,7 +13,7 @@ const LEADER: &str = "/leader";
 const FOLLOWER: &str = "/follower";
 
 fn options(chunk_bytes: u32, compress: bool) -> SnapshotOptions {
-    SnapshotOptions { chunk_bytes, compress_chunks: compress, ..SnapshotOptions::default() }
+    SnapshotOptions::default().chunk_bytes(chunk_bytes).compress_chunks(compress)
 }
 
 /// A leader store with one snapshot: 4 slots of 3 files of uneven sizes, some compressible.
@@ -254,7 +254,7 @@ fn bad_manifests_are_refused_before_anything_is_created() {
     let fs = SimFs::new();
     let (leader, meta) = leader(&fs, false);
     let manifest = leader.source(&meta).unwrap().manifest().to_vec();
-    let other_group = SnapshotOptions { group: 2, ..options(4096, false) };
+    let other_group = options(4096, false).group(2);
     let follower_store = SnapshotStore::open_with(fs.clone(), FOLLOWER, other_group).unwrap();
     let err = follower_store.receive(&manifest).unwrap_err();
     assert!(matches!(err, Error::ForeignGroup { expected: 2, found: 0 }), "{err}");
@@ -262,7 +262,7 @@ fn bad_manifests_are_refused_before_anything_is_created() {
     let last = damaged.len() - 1;
     damaged[last] ^= 1;
     assert!(matches!(follower_store.receive(&damaged), Err(Error::Corrupt { .. })));
-    let small = SnapshotOptions { file_bytes_max: 5000, ..options(4096, false) };
+    let small = options(4096, false).file_bytes_max(5000);
     drop(follower_store);
     let follower_store = SnapshotStore::open_with(fs.clone(), FOLLOWER, small).unwrap();
     assert!(matches!(

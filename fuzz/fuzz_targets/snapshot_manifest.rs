@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let manifest_len = usize::from(u16::from_le_bytes([data[0], data[1]])).min(data.len() - 2);
     let (manifest, mut rest) = data[2..].split_at(manifest_len);
-    let options = SnapshotOptions { chunk_bytes: 4096, ..SnapshotOptions::default() };
+    let options = SnapshotOptions::default().chunk_bytes(4096);
     let Ok(meta) = inspect::decode_snapshot_manifest(manifest, &options) else { return };
     let fs = SimFs::new();
     let store = SnapshotStore::open_with(fs, "/snap", options).expect("open on an empty disk");

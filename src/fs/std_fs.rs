@@ -106,11 +106,22 @@ impl FileHandle for File {
 
     #[allow(unsafe_code)]
     fn map(&self) -> io::Result<memmap2::Mmap> {
-        // SAFETY: the engine maps only sealed segments and their index files (fs invariant 5):
-        // this process never writes nor truncates them again, and the directory lock keeps
-        // other raftlog processes out. A file removed while mapped stays valid (the mapping
-        // holds the inode). Every record read through the map is checksum-verified, so bytes
-        // changed behind our back by another program are detected, not trusted.
+        // SAFETY: `Mmap::map` is unsound only if the file is truncated (SIGBUS) or written
+        // while mapped. The engine maps only files it never writes nor truncates again: sealed
+        // segments (after their seal record is fsynced) and index files (after they are
+        // written, fsynced and verified), per fs invariant 5. The directory lock keeps every
+        // other writing raftlog process out; removing a mapped file is safe (the mapping
+        // holds the inode). What is verified, and when:
+        // - segment bytes: every record read through the map has its checksum and identity
+        //   (index, term, segment) verified on each read, so changed bytes are an error;
+        // - index bytes: verified whole (checksum, layout chain) through `pread` at open,
+        //   then mapped; entries looked up later (`term`, read planning) are not verified
+        //   again. They need not be: nothing writes the file after it was verified, and a
+        //   wrong location still fails the record's own checks on read (format/SPEC.md,
+        //   "Index file").
+        // The inspector maps without the lock: a live writer may remove (compact) a file it
+        // mapped, never change one, so its maps stay valid. A program outside raftlog that
+        // writes or truncates these files breaks these assumptions; that is out of contract.
         unsafe { memmap2::Mmap::map(self) }
     }
 

@@ -33,6 +33,7 @@ use std::io;
 use std::path::Path;
 
 use crate::codec::{u16_at, u32_at, u64_at};
+use crate::entry::INDEX_MAX;
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
 use crate::segment::format::{
@@ -138,6 +139,9 @@ pub(crate) fn verify<H: FileHandle>(
         Ok(header) => header,
         Err(reason) => return Ok(Err(reason)),
     };
+    if header.count > (INDEX_MAX + 1).saturating_sub(header.first_index) {
+        return Ok(Err(Corruption::Field("index count beyond INDEX_MAX")));
+    }
     let entries_len = header.count.checked_mul(INDEX_ENTRY_BYTES as u64);
     if entries_len.and_then(|len| len.checked_add(INDEX_HEADER_BYTES as u64)) != Some(size)
         || header.data_end > expected.segment_len

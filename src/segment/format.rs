@@ -12,6 +12,7 @@
 //! 3. `encode_*` and `decode_*` are exact inverses (a property test checks it).
 
 use crate::codec::{u16_at, u32_at, u64_at};
+use crate::entry::INDEX_MAX;
 use crate::error::Corruption;
 
 const _: () = assert!(FLAG_ZSTD == 1);
@@ -104,7 +105,7 @@ impl SegmentHeader {
             prev_segment_id: u64_at(bytes, 32),
             prev_term: u64_at(bytes, 40),
         };
-        if header.first_index == 0 || header.segment_id == 0 {
+        if header.first_index == 0 || header.first_index > INDEX_MAX + 1 || header.segment_id == 0 {
             return Err(Corruption::Field("segment first_index or segment_id"));
         }
         Ok(header)
@@ -260,8 +261,8 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
         return Err(RecordError::Invalid(Corruption::Field("record flags")));
     }
     match record.record_type {
-        RECORD_ENTRY if record.index > 0 => Ok(record),
-        RECORD_SEAL if payload_len == SEAL_PAYLOAD_BYTES && !record.compressed => Ok(record),
+        RECORD_ENTRY if record.index > 0 && record.index <= INDEX_MAX => Ok(record),
+        RECORD_SEAL if record.index <= INDEX_MAX && payload_len == SEAL_PAYLOAD_BYTES && !record.compressed => Ok(record),
         _ => Err(RecordError::Invalid(Corruption::Field("record type or index"))),
     }
 }

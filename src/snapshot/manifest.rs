@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn refuses_other_groups_and_newer_versions() {
-        let options = SnapshotOptions { group: 4, ..SnapshotOptions::default() };
+        let options = SnapshotOptions::default().group(4);
         let err = decode(&encode(5, &meta()), Path::new("m"), &options, 0).unwrap_err();
         assert!(matches!(err, Error::ForeignGroup { expected: 4, found: 5 }), "{err}");
         let mut newer = encode(4, &meta());
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn limits_apply_to_peer_manifests() {
-        let options = SnapshotOptions { files_max: 2, ..SnapshotOptions::default() };
+        let options = SnapshotOptions::default().files_max(2);
         let err = decode(&encode(0, &meta()), Path::new("m"), &options, 0).unwrap_err();
         assert!(matches!(err, Error::LimitExceeded { what: "files", value: 3, max: 2 }), "{err}");
     }

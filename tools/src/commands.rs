@@ -368,7 +368,7 @@ pub fn snapshots(
     (verify, files): (bool, bool),
     out: &mut Output,
 ) -> CommandResult {
-    let options = SnapshotOptions { group, ..SnapshotOptions::default() };
+    let options = SnapshotOptions::default().group(group);
     let store = inspect::open_snapshots_read_only(dir, options)?;
     let depth = if verify { Verify::Data } else { Verify::Manifest };
     let scan = store.scan(depth)?;
