@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::codec::{u16_at, u32_at, u64_at};
+use crate::entry::INDEX_MAX;
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
-use crate::entry::INDEX_MAX;
 use crate::hard_state::HardState;
 
 /// File name of the meta file inside a store directory.

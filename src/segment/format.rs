@@ -262,7 +262,13 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
     }
     match record.record_type {
         RECORD_ENTRY if record.index > 0 && record.index <= INDEX_MAX => Ok(record),
-        RECORD_SEAL if record.index <= INDEX_MAX && payload_len == SEAL_PAYLOAD_BYTES && !record.compressed => Ok(record),
+        RECORD_SEAL
+            if record.index <= INDEX_MAX
+                && payload_len == SEAL_PAYLOAD_BYTES
+                && !record.compressed =>
+        {
+            Ok(record)
+        }
         _ => Err(RecordError::Invalid(Corruption::Field("record type or index"))),
     }
 }
@@ -324,7 +330,7 @@ mod tests {
     proptest! {
         #[test]
         fn record_round_trips(
-            index in 1u64.., term in any::<u64>(), kind in any::<u8>(), lag in any::<u32>(),
+            index in 1u64..=INDEX_MAX, term in any::<u64>(), kind in any::<u8>(), lag in any::<u32>(),
             payload in proptest::collection::vec(any::<u8>(), 0..600),
         ) {
             let record = Record {
@@ -365,7 +371,7 @@ mod tests {
         }
 
         #[test]
-        fn header_round_trips(uid in any::<u64>(), id in 1u64.., first in 1u64.., prev in any::<u64>(), term in any::<u64>()) {
+        fn header_round_trips(uid in any::<u64>(), id in 1u64.., first in 1u64..=INDEX_MAX + 1, prev in any::<u64>(), term in any::<u64>()) {
             let header = SegmentHeader {
                 store_uid: uid, segment_id: id, first_index: first, prev_segment_id: prev,
                 prev_term: term,
