@@ -254,11 +254,30 @@ const _: () = assert!(INDEX_ENTRY_BYTES == 8 + 8 + 4 + 4 && RECORD_HEADER_BYTES 
 /// The mapped index type of a file system's files.
 pub(crate) type MappedIndex<F> = SegmentIndex<<<F as FileSystem>::File as FileHandle>::Map>;
 
-/// Why an index cannot be used: `None` when it is missing, else what failed.
-pub(crate) type IndexProblem = Option<Corruption>;
+/// Why a sealed segment's index cannot be used (recovery row R14 rebuilds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IndexProblem {
+    /// No index file.
+    Missing,
+    /// The index file, or the segment's header or seal it is checked against, failed.
+    Damaged(Corruption),
+}
 
-/// A verified, mapped index and its header, or why there is none.
-pub(crate) type Verified<F> = std::result::Result<(MappedIndex<F>, IndexHeader), IndexProblem>;
+impl IndexProblem {
+    /// What `IndexRebuild::reason` reports: `None` for a missing index.
+    pub fn reason(self) -> Option<Corruption> {
+        match self {
+            IndexProblem::Missing => None,
+            IndexProblem::Damaged(reason) => Some(reason),
+        }
+    }
+}
+
+/// An index that passed verification, mapped, with its header.
+pub(crate) struct VerifiedIndex<F: FileSystem> {
+    pub index: MappedIndex<F>,
+    pub header: IndexHeader,
+}
 
 /// Writes the index of a sealed segment to `path` (replacing any), fsyncs it and maps it.
 /// Its name becomes durable with the next directory sync (the next segment's creation); until
@@ -287,20 +306,21 @@ pub(crate) fn open_verified<F: FileSystem>(
     fs: &F,
     path: &Path,
     expected: &Expected,
-) -> Result<Verified<F>> {
+) -> Result<std::result::Result<VerifiedIndex<F>, IndexProblem>> {
     let file = match fs.open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(None)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(IndexProblem::Missing)),
         Err(e) => return Err(Error::io("open", path, e)),
     };
     let (header, last_term) = match verify(&file, expected).ctx("read", path)? {
         Ok(verified) => verified,
-        Err(reason) => return Ok(Err(Some(reason))),
+        Err(reason) => return Ok(Err(IndexProblem::Damaged(reason))),
     };
     let map = file.map().ctx("map", path)?;
+    let changed = IndexProblem::Damaged(Corruption::Field("index file changed while mapped"));
     Ok(SegmentIndex::new(map, &header, last_term)
-        .map(|index| (index, header))
-        .ok_or(Some(Corruption::Field("index file changed while mapped"))))
+        .map(|index| VerifiedIndex { index, header })
+        .ok_or(changed))
 }
 
 /// Checks a sealed segment against its verified index without scanning it: the header names

@@ -19,6 +19,7 @@
 //!    `Error::Poisoned`; nothing retries an fsync.
 
 mod compaction;
+mod decision;
 mod group_commit;
 mod read_plan;
 mod recover;

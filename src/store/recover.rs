@@ -1,28 +1,12 @@
 //! Opening a store: lock, meta, segment scan, the recovery decision table, then repairs.
 //!
-//! The decision table (format/SPEC.md, "Recovery") in the order it is applied:
-//!
-//! | # | Finding | Decision |
-//! |---|---------|----------|
-//! | R1 | no meta file and no segment | new store: write the meta, fsync the directory |
-//! | R2 | meta missing or both slots damaged while segments exist | `Corrupt` (meta) |
-//! | R3 | one meta slot damaged | use the other, report `damaged_meta_slot` |
-//! | R4 | segment id below `segment_id_min` | dead (compacted or reset): remove, report |
-//! | R5 | last segment's header damaged, no valid record in the file | unfinished creation: remove, report as torn |
-//! | R6 | any other damaged or foreign header | `Corrupt` |
-//! | R7 | damaged record in the last segment, no later record proving it durable | torn tail: cut, report bytes and indexes |
-//! | R8 | damaged record followed by a record written after it was synced | `Corrupt` |
-//! | R9 | a segment other than the last is not sealed, or damaged | `Corrupt` |
-//! | R10 | a segment starts after its predecessor ends, or the first after `first_index` | `Corrupt` (missing entries) |
-//! | R11 | a segment starts inside an older one | override: the older suffix is dead; remove segments left empty |
-//! | R12 | a segment does not continue the segment and term recorded in its header | `Corrupt` (broken chain) |
-//! | R13 | commit index beyond the recovered last index | `Corrupt` |
-//! | R14 | a sealed segment's index missing, damaged or disagreeing with the segment | rebuilt from a scan of the segment, reported |
-//! | R15 | an index file of no sealed live segment | removed, reported |
+//! The decision table (format/SPEC.md, "Recovery") is `decision::decide`.
 //!
 //! Sealed segments are opened through their index (R14 when it fails): header, seal record and
 //! index checksums are read, not the records. Only the unsealed last segment is scanned record
-//! by record.
+//! by record. Detection produces a `Finding` per row; `decide` is the table itself, one match
+//! arm per row, and the only place a finding becomes a repair or a refusal.
+//!
 //! Invariants:
 //! 1. Nothing on disk changes before every row has been decided: an open that returns
 //!    `Corrupt` leaves the directory as it found it.
@@ -34,11 +18,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::decision::{decide, refuse, Cut, Finding, Repairs};
 use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{create_dir_durable, FileHandle, FileSystem};
-use crate::index;
+use crate::index::{self, IndexProblem};
 use crate::meta::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::options::Options;
 use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -106,21 +91,20 @@ pub(crate) struct Recovered<F: FileSystem> {
     pub report: RecoveryReport,
 }
 
-/// Changes to make once every row of the table has been decided.
-struct Repairs<H> {
-    /// Files to remove (missing ones are fine).
-    remove: Vec<PathBuf>,
-    cut: Option<(Arc<H>, PathBuf, u64)>,
-    /// Sealed segments (by id) whose index must be rebuilt, and why.
-    rebuild: Vec<(u64, Option<Corruption>)>,
-}
-
 /// A live segment as recovery found it.
 struct Candidate<H: FileHandle> {
     id: u64,
     path: PathBuf,
     file: Arc<H>,
-    found: Result<Found<H::Map>, HeaderDamage>,
+    opened: Opened<H::Map>,
+}
+
+/// What opening a live segment gave.
+enum Opened<M> {
+    /// A valid header (through the index, or a scan).
+    Segment(Found<M>),
+    /// A header that could not be used.
+    DamagedHeader(HeaderDamage),
 }
 
 /// A segment with a valid header.
@@ -130,8 +114,8 @@ struct Found<M> {
     sealed: bool,
     tail: Tail,
     file_len: u64,
-    /// `Some(why)` when the segment is sealed and its index must be rebuilt (R14).
-    index_rebuild: Option<Option<Corruption>>,
+    /// Why the segment's index must be rebuilt, when it is sealed and its index unusable (R14).
+    index_rebuild: Option<IndexProblem>,
 }
 
 impl<M> Found<M> {
@@ -166,31 +150,33 @@ pub(crate) fn recover<F: FileSystem>(
         names.iter().filter_map(|n| n.to_str().and_then(index::parse_file_name)).collect();
     let mut report = RecoveryReport::default();
     let has_meta = names.iter().any(|n| n.as_path() == Path::new(META_FILE));
-    let meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut report)?;
+    let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new() };
+    let meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut repairs, &mut report)?;
     let current = *meta.current();
     let next_segment_id = ids.last().map_or(0, |id| id + 1).max(current.segment_id_min);
-    let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new() };
     let (dead, live): (Vec<u64>, Vec<u64>) =
         ids.into_iter().partition(|id| *id < current.segment_id_min);
     for id in dead {
-        repairs.remove.push(dir.join(segment::file_name(id))); // R4
-        repairs.remove.push(dir.join(index::file_name(id)));
+        let path = dir.join(segment::file_name(id));
+        decide(Finding::DeadSegment { path }, &mut repairs, &mut report)?;
     }
     for id in index_ids.iter().filter(|id| !live.contains(id)) {
-        repairs.remove.push(dir.join(index::file_name(*id))); // R15
+        let path = dir.join(index::file_name(*id));
+        decide(Finding::StaleIndex { path }, &mut repairs, &mut report)?;
     }
     let candidates = open_candidates(fs, dir, current.store_uid, &live)?;
     for candidate in &candidates {
-        report.indexed_segments +=
-            usize::from(matches!(&candidate.found, Ok(Found { locs: Locs::Indexed(_), .. })));
-        report.scanned_bytes += match &candidate.found {
-            Ok(Found { locs: Locs::Indexed(_), .. }) => 0,
-            Ok(found) => found.file_len,
-            Err(damage) => damage.file_len,
+        let indexed =
+            matches!(&candidate.opened, Opened::Segment(Found { locs: Locs::Indexed(_), .. }));
+        report.indexed_segments += usize::from(indexed);
+        report.scanned_bytes += match &candidate.opened {
+            _ if indexed => 0,
+            Opened::Segment(found) => found.file_len,
+            Opened::DamagedHeader(damage) => damage.file_len,
         };
     }
     let mut log = assemble(&current, candidates, &mut repairs, &mut report)?;
-    check_commit(&log, &repairs, dir)?;
+    check_commit(&log, &mut repairs, &mut report, dir)?;
     apply_repairs(fs, (dir, current.store_uid), options, &mut log, &mut repairs, &mut report)?;
     let writer = open_active(fs, dir, options, &current, &mut log, next_segment_id)?;
     report.segments = log.segments.len();
@@ -245,14 +231,20 @@ fn open_candidate<F: FileSystem>(
     let path = dir.join(segment::file_name(id));
     let file = fs.open(&path).ctx("open", &path)?;
     let index_problem = match open_indexed(fs, &path, &file, store_uid, id)? {
-        Ok(found) => return Ok(Candidate { id, path, file: Arc::new(file), found: Ok(found) }),
+        Ok(found) => {
+            let opened = Opened::Segment(found);
+            return Ok(Candidate { id, path, file: Arc::new(file), opened });
+        }
         Err(problem) => problem,
     };
-    let found = scan_segment(&file, store_uid, id).ctx("read", &path)?.map(|scanned| {
-        let index_rebuild = scanned.sealed.then_some(index_problem);
-        Found { index_rebuild, ..Found::from_scan(scanned) }
-    });
-    Ok(Candidate { id, path, file: Arc::new(file), found })
+    let opened = match scan_segment(&file, store_uid, id).ctx("read", &path)? {
+        Ok(scanned) => {
+            let index_rebuild = scanned.sealed.then_some(index_problem);
+            Opened::Segment(Found { index_rebuild, ..Found::from_scan(scanned) })
+        }
+        Err(damage) => Opened::DamagedHeader(damage),
+    };
+    Ok(Candidate { id, path, file: Arc::new(file), opened })
 }
 
 /// A sealed segment opened by its header, seal record and verified index; the reason its
@@ -263,10 +255,10 @@ fn open_indexed<F: FileSystem>(
     file: &F::File,
     store_uid: u64,
     id: u64,
-) -> Result<Result<Found<<F::File as FileHandle>::Map>, index::IndexProblem>> {
+) -> Result<Result<Found<<F::File as FileHandle>::Map>, IndexProblem>> {
     let header = match read_header(file, store_uid, id).ctx("read", path)? {
         Ok(header) => header,
-        Err(reason) => return Ok(Err(Some(reason))),
+        Err(reason) => return Ok(Err(IndexProblem::Damaged(reason))),
     };
     let file_len = file.size().ctx("stat", path)?;
     let expected = index::Expected {
@@ -276,20 +268,19 @@ fn open_indexed<F: FileSystem>(
         prev_term: header.prev_term,
         segment_len: file_len,
     };
-    let (segment_index, index_header) =
-        match index::open_verified(fs, &path.with_extension("idx"), &expected)? {
-            Ok(verified) => verified,
-            Err(problem) => return Ok(Err(problem)),
-        };
-    let last_term = segment_index.last_term();
+    let verified = match index::open_verified(fs, &path.with_extension("idx"), &expected)? {
+        Ok(verified) => verified,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let last_term = verified.index.last_term();
     if let Err(reason) =
-        index::check_sealed(file, &header, &index_header, last_term).ctx("read", path)?
+        index::check_sealed(file, &header, &verified.header, last_term).ctx("read", path)?
     {
-        return Ok(Err(Some(reason)));
+        return Ok(Err(IndexProblem::Damaged(reason)));
     }
     Ok(Ok(Found {
         header,
-        locs: Locs::Indexed(segment_index),
+        locs: Locs::Indexed(verified.index),
         sealed: true,
         tail: Tail::Clean,
         file_len,
@@ -303,13 +294,16 @@ fn open_meta<F: FileSystem>(
     dir: &Path,
     has_meta: bool,
     has_segments: bool,
+    repairs: &mut Repairs<F::File>,
     report: &mut RecoveryReport,
 ) -> Result<MetaFile<F>> {
     let path = dir.join(META_FILE);
     let blank = if has_meta {
         match MetaFile::<F>::read(fs, &path)? {
             (file, MetaRead::Valid { meta, damaged_slot }) => {
-                report.damaged_meta_slot = damaged_slot;
+                if let Some(slot) = damaged_slot {
+                    decide(Finding::MetaSlotDamaged { slot }, repairs, report)?;
+                }
                 return Ok(MetaFile::new(file, path, meta));
             }
             (file, MetaRead::Blank) => Some(file),
@@ -318,7 +312,7 @@ fn open_meta<F: FileSystem>(
         None
     };
     if has_segments {
-        return Err(Error::corrupt(path, 0, None, Corruption::Meta));
+        decide(Finding::MetaUnreadable { path: path.clone() }, repairs, report)?;
     }
     let file = match blank {
         Some(file) => file,
@@ -327,11 +321,12 @@ fn open_meta<F: FileSystem>(
     let mut meta = MetaFile::new(file, path, Meta::initial(fs.new_uid()));
     meta.write_initial()?;
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
-    report.created = true;
+    decide(Finding::NewStore, repairs, report)?;
     Ok(meta)
 }
 
-/// Rows R5 to R12: classifies every segment and links them into one log.
+/// Rows R5 to R12 (and R14, R15 of each segment): classifies every segment and links them
+/// into one log.
 fn assemble<H: FileHandle>(
     meta: &Meta,
     mut candidates: Vec<Candidate<H>>,
@@ -339,16 +334,11 @@ fn assemble<H: FileHandle>(
     report: &mut RecoveryReport,
 ) -> Result<LogState<H>> {
     let mut previous_must_be_sealed = false;
-    if let Some(Candidate { path, found: Err(damage), .. }) = candidates.last() {
+    if let Some(Candidate { path, opened: Opened::DamagedHeader(damage), .. }) = candidates.last() {
         if !damage.identity && damage.later_valid.is_none() {
-            report.torn_tail = Some(TornTail {
-                path: path.clone(),
-                offset: 0,
-                bytes_cut: damage.file_len,
-                indexes_cut: 0..0,
-            });
-            repairs.remove.push(path.clone()); // R5
-            repairs.remove.push(path.with_extension("idx"));
+            let finding =
+                Finding::UnfinishedSegment { path: path.clone(), file_len: damage.file_len };
+            decide(finding, repairs, report)?;
             candidates.pop();
             previous_must_be_sealed = true;
         }
@@ -360,37 +350,44 @@ fn assemble<H: FileHandle>(
         hard_state: meta.hard_state,
     };
     let count = candidates.len();
-    for (position, Candidate { id, path, file, found }) in candidates.into_iter().enumerate() {
-        let found = match found {
-            Ok(found) => found,
-            Err(damage) => {
+    for (position, Candidate { id, path, file, opened }) in candidates.into_iter().enumerate() {
+        let found = match opened {
+            Opened::Segment(found) => found,
+            Opened::DamagedHeader(damage) => {
                 let offset = damage.later_valid.unwrap_or(0);
-                return Err(Error::corrupt(path, offset, None, damage.reason)); // R6
+                let finding = Finding::DamagedHeader { path, offset, reason: damage.reason };
+                return Err(refuse(finding, repairs, report));
             }
         };
         let is_last = position + 1 == count;
-        classify_tail(&path, &file, &found, is_last, repairs, report)?;
+        if let Some(finding) = classify_tail(&path, &file, &found, is_last) {
+            decide(finding, repairs, report)?;
+        }
         if !found.sealed && (!is_last || previous_must_be_sealed) {
             let end = found.header.first_index + found.locs.count();
             let Locs::Memory(locs) = &found.locs else { unreachable!("indexed means sealed") };
             let offset = index::data_end(locs);
-            return Err(Error::corrupt(path, offset, Some(end..end), Corruption::BadSeal));
-            // R9
+            let reason = Corruption::BadSeal;
+            let finding = Finding::DamagedSealed { path, offset, indexes: end..end, reason };
+            return Err(refuse(finding, repairs, report));
         }
         if !found.sealed {
-            repairs.remove.push(path.with_extension("idx")); // R15: stale
+            decide(Finding::StaleIndex { path: path.with_extension("idx") }, repairs, report)?;
         }
-        link(&mut log, meta, &path, &found.header, repairs)?;
-        if let Some(reason) = found.index_rebuild {
-            repairs.rebuild.push((id, reason)); // R14
+        for finding in link(&mut log, meta, &path, &found.header) {
+            decide(finding, repairs, report)?;
+        }
+        if let Some(problem) = found.index_rebuild {
+            decide(Finding::IndexUnusable { segment_id: id, problem }, repairs, report)?;
         }
         let bounds = (found.header.first_index, found.header.prev_term);
         log.segments.push(Segment::new(id, path, file, bounds, found.locs, found.sealed));
     }
     if let Some(last) = log.segments.last() {
         if last.end_index() < meta.first_index {
-            let indexes = Some(last.end_index()..meta.first_index);
-            return Err(Error::corrupt(&last.path, 0, indexes, Corruption::MissingEntries));
+            let indexes = last.end_index()..meta.first_index;
+            let finding = Finding::MissingEntries { path: last.path.clone(), offset: 0, indexes };
+            decide(finding, repairs, report)?;
         }
     }
     Ok(log)
@@ -402,49 +399,52 @@ fn classify_tail<H: FileHandle>(
     file: &Arc<H>,
     found: &Found<H::Map>,
     is_last: bool,
-    repairs: &mut Repairs<H>,
-    report: &mut RecoveryReport,
-) -> Result<()> {
-    let Tail::Damaged(damage) = &found.tail else { return Ok(()) };
+) -> Option<Finding<H>> {
+    let Tail::Damaged(damage) = &found.tail else { return None };
+    let (path, offset) = (path.to_path_buf(), damage.offset);
     if let Some((_, later_index, _)) = damage.later_valid {
-        let indexes = Some(damage.expected_index..later_index + 1);
-        let reason = Corruption::DamagedBeforeDurable;
-        return Err(Error::corrupt(path, damage.offset, indexes, reason)); // R8
+        let indexes = damage.expected_index..later_index + 1;
+        return Some(Finding::DamagedBeforeDurable { path, offset, indexes });
     }
     if !is_last {
         let end = damage.apparent_end_index.max(damage.expected_index + 1);
-        let indexes = Some(damage.expected_index..end);
-        return Err(Error::corrupt(path, damage.offset, indexes, damage.reason.clone()));
-        // R9
+        let indexes = damage.expected_index..end;
+        return Some(Finding::DamagedSealed {
+            path,
+            offset,
+            indexes,
+            reason: damage.reason.clone(),
+        });
     }
-    report.torn_tail = Some(TornTail {
-        path: path.to_path_buf(),
-        offset: damage.offset,
-        bytes_cut: found.file_len - damage.offset,
-        indexes_cut: damage.expected_index..damage.apparent_end_index,
-    });
-    repairs.cut = Some((Arc::clone(file), path.to_path_buf(), damage.offset)); // R7
-    Ok(())
+    Some(Finding::TornTail {
+        cut: Cut { file: Arc::clone(file), path, offset },
+        file_len: found.file_len,
+        indexes: damage.expected_index..damage.apparent_end_index,
+    })
 }
 
-/// Rows R10 to R12: links a segment after those already in `log`.
+/// Rows R10 to R12: links a segment after those already in `log`. Returns what it found;
+/// a refusal is the last finding.
 fn link<H: FileHandle>(
     log: &mut LogState<H>,
     meta: &Meta,
     path: &Path,
     header: &SegmentHeader,
-    repairs: &mut Repairs<H>,
-) -> Result<()> {
+) -> Vec<Finding<H>> {
     let first = header.first_index;
     let end = log.segments.last().map_or(meta.first_index, Segment::end_index);
     if first > end {
-        return Err(Error::corrupt(path, 24, Some(end..first), Corruption::MissingEntries));
-        // R10
+        return vec![Finding::MissingEntries {
+            path: path.to_path_buf(),
+            offset: 24,
+            indexes: end..first,
+        }];
     }
-    for overridden in log.truncate_from(first) {
-        repairs.remove.push(overridden.index_path()); // R11
-        repairs.remove.push(overridden.path);
-    }
+    let mut findings: Vec<Finding<H>> = log
+        .truncate_from(first)
+        .into_iter()
+        .map(|dead| Finding::Overridden { path: dead.path })
+        .collect();
     if first > meta.first_index {
         let continues = log.segment_position(first - 1).is_some_and(|position| {
             let previous = &log.segments[position];
@@ -452,27 +452,30 @@ fn link<H: FileHandle>(
                 && previous.loc(first - 1).map(|loc| loc.term) == Some(header.prev_term)
         });
         if !continues {
-            return Err(Error::corrupt(path, 32, Some(first - 1..first), Corruption::BrokenChain));
-            // R12
+            findings.push(Finding::BrokenChain { path: path.to_path_buf(), index: first - 1 });
         }
     }
-    Ok(())
+    findings
 }
 
 /// Row R13.
-fn check_commit<H: FileHandle>(log: &LogState<H>, repairs: &Repairs<H>, dir: &Path) -> Result<()> {
+fn check_commit<H: FileHandle>(
+    log: &LogState<H>,
+    repairs: &mut Repairs<H>,
+    report: &mut RecoveryReport,
+    dir: &Path,
+) -> Result<()> {
     let last_index = log.segments.last().map_or(log.first_index - 1, |s| s.end_index() - 1);
     let commit = log.hard_state.commit;
     if commit <= last_index {
         return Ok(());
     }
     let (path, offset) = match (&repairs.cut, log.segments.last()) {
-        (Some((_, path, offset)), _) => (path.clone(), *offset),
+        (Some(cut), _) => (cut.path.clone(), cut.offset),
         (None, Some(segment)) => (segment.path.clone(), 0),
         (None, None) => (dir.join(META_FILE), 0),
     };
-    let reason = Corruption::CommitBeyondLog { commit, last_index };
-    Err(Error::corrupt(path, offset, Some(last_index + 1..commit + 1), reason))
+    decide(Finding::CommitBeyondLog { path, offset, commit, last_index }, repairs, report)
 }
 
 fn apply_repairs<F: FileSystem>(
@@ -483,18 +486,18 @@ fn apply_repairs<F: FileSystem>(
     repairs: &mut Repairs<F::File>,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    if let Some((file, path, offset)) = &repairs.cut {
+    if let Some(Cut { file, path, offset }) = &repairs.cut {
         file.set_len(*offset).ctx("set_len", path)?;
         if options.preallocate {
             file.allocate(options.segment_bytes_max).ctx("allocate", path)?;
         }
         file.sync_data().ctx("sync_data", path)?;
     }
-    for (id, reason) in std::mem::take(&mut repairs.rebuild) {
+    for (id, problem) in std::mem::take(&mut repairs.rebuild) {
         let Some(segment) = log.segments.iter_mut().find(|s| s.id == id) else { continue };
         let path = segment.index_path();
         segment.locs = Locs::Indexed(rebuild_index(fs, store_uid, segment)?);
-        report.rebuilt_indexes.push(IndexRebuild { path, reason });
+        report.rebuilt_indexes.push(IndexRebuild { path, reason: problem.reason() });
     }
     let mut removed = Vec::new();
     for path in std::mem::take(&mut repairs.remove) {
