@@ -8,7 +8,7 @@
 //! no sync runs while the log's shape changes.
 //!
 //! Lock order: sync gate, then writer, then meta, then log. The log lock is never held while
-//! acquiring another lock, nor during I/O.
+//! acquiring another lock, nor during I/O. The sync gate's protocol is in `group_commit`.
 //!
 //! Invariants:
 //! 1. `durable_index <= last_index`, and every entry at or below `durable_index` survives a
@@ -55,22 +55,37 @@ pub struct LogStore<F: FileSystem = StdFs> {
     flusher: Option<JoinHandle<()>>,
 }
 
+/// The shared state of a store. Lock order: sync gate (`sync_busy`), then `writer`, then
+/// `meta`, then `log`; `log` is never held while acquiring another lock, nor during I/O.
 pub(crate) struct Inner<F: FileSystem> {
     fs: F,
     dir: PathBuf,
     options: Options,
+    /// Random at creation, fixed for the store's life; seeds every record checksum, so a
+    /// record of another store never validates.
     store_uid: u64,
+    /// Segments and bounds: what readers plan from. Changed only by a holder of `writer`
+    /// (appends, rotation) or of the sync gate and `writer` (truncation, compaction, reset),
+    /// always after the disk holds what it describes.
     pub(crate) log: RwLock<LogState<F::File>>,
+    /// The single appender; held across the write of a batch, a seal and a segment creation.
     writer: Mutex<Writer<F::File>>,
+    /// The meta file; its current slot mirrors `log.hard_state`, `first_index`, `prev_term`.
     meta: Mutex<MetaFile<F>>,
+    /// Highest index known durable, inclusive; `<= log.last_index()`. Raised by the holder of
+    /// the sync gate after its fdatasync, or by a seal; lowered only by truncation and reset,
+    /// under the gate.
     durable_index: AtomicU64,
+    /// Set by the first failed write or fsync; never cleared (invariant 3).
     poisoned: AtomicBool,
-    /// True while one caller holds the sync gate.
+    /// True while one caller holds the sync gate (protocol in `group_commit`).
     sync_busy: Mutex<bool>,
+    /// Signalled when the gate is released or the store is poisoned.
     sync_done: Condvar,
     stop_flusher: Mutex<bool>,
     flusher_wakeup: Condvar,
     report: RecoveryReport,
+    /// The directory lock, held for the store's life.
     _lock: F::Lock,
 }
 

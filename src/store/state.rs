@@ -142,11 +142,13 @@ impl<H: FileHandle> Segment<H> {
 
 /// The log's segments, bounds and hard state.
 pub(crate) struct LogState<H: FileHandle> {
+    /// Never empty; contiguous live ranges; the last is the active one (invariants 1, 2).
     pub segments: Vec<Segment<H>>,
-    /// First live index, inclusive.
+    /// First live index, inclusive; `<= last_index() + 1`, `<= INDEX_MAX + 1`.
     pub first_index: u64,
-    /// Term of `first_index - 1`.
+    /// Term of `first_index - 1` (0 for a new log).
     pub prev_term: u64,
+    /// The durable hard state: the meta file's current slot. `commit <= last_index()`.
     pub hard_state: HardState,
 }
 

@@ -63,10 +63,14 @@ impl Compressor {
 
 /// Mutable state of the single writer, behind the store's writer mutex.
 pub(crate) struct Writer<H> {
+    /// The active segment's file (the last of `LogState::segments`).
     pub file: Arc<H>,
     pub path: PathBuf,
+    /// The active segment's id; every record written is seeded with it.
     pub segment_id: u64,
+    /// End of the last record written, exclusive: the next record goes here (invariant 1).
     pub write_offset: u64,
+    /// The id the next segment gets; above every id on disk, live or dead.
     pub next_segment_id: u64,
     /// Bytes appended since the last sync (for `SyncPolicy::Auto`).
     pub bytes_since_sync: u64,
