@@ -6,10 +6,11 @@ mod common;
 
 use common::{append_each, big_entries, open, path, segment_names, small_segments, snapshot};
 use raftlog::fs::{FaultOp, SimFs};
-use raftlog::{Corruption, Error, HardState, LogStore, Options};
+use raftlog::{Corruption, Error, HardState, LogStore, Options, TailDurability};
 
 const RECORD: u64 = 32 + 100; // record bytes of a 100-byte payload
 const HEADER: u64 = 64;
+const SYNC_MARK: u64 = 32; // a sync mark record, at the end of the active segment after a sync
 
 fn record_offset(position: u64) -> u64 {
     HEADER + position * RECORD
@@ -155,24 +156,44 @@ fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
     let store = open(&fs, Options::default());
     let torn = store.recovery_report().torn_tail.clone().expect("reported");
     assert_eq!(
-        (torn.offset, torn.bytes_cut, torn.indexes_cut),
-        (record_offset(4), RECORD - 10, 5..6)
+        (torn.offset, torn.bytes_cut, torn.indexes_cut, torn.durability),
+        (record_offset(4), RECORD - 10, 5..6, TailDurability::Unknown)
     );
+    assert_eq!(store.recovery_report().unknown_durability(), Some(5..6));
     assert_eq!(store.last_index(), 4);
-    assert_eq!(fs.read_file(&path(&name)).unwrap().len() as u64, record_offset(4), "cut on disk");
+    let len = fs.read_file(&path(&name)).unwrap().len() as u64;
+    assert_eq!(len, record_offset(4) + SYNC_MARK, "cut on disk, then the open's sync mark");
     assert_eq!(store.entries(1, 5, u64::MAX).unwrap(), big_entries(1, 4, 1, 100));
 }
 
 #[test]
-fn r7_damage_in_the_last_record_is_undecidable_and_cut() {
-    // Nothing after the last record can prove it was synced (CTRL's "fundamental limitation"):
-    // it is cut and reported, unless the commit index covers it (row 13).
+fn r8_damage_in_the_last_synced_record_is_proven_by_the_sync_mark() {
+    // Without the mark, nothing after the last record could prove it was synced (CTRL's
+    // "fundamental limitation"); the mark written after the fdatasync does.
     let fs = SimFs::new();
     drop(one_segment(&fs, 3));
     let name = segment_names(&fs)[0].clone();
     fs.flip_bit(&path(&name), 8 * (record_offset(2) + 40)).unwrap();
+    let (file, offset) =
+        expect_corrupt(&fs, Options::default(), |r| *r == Corruption::DamagedBeforeDurable);
+    assert_eq!((file, offset), (name, record_offset(2)));
+}
+
+#[test]
+fn r7_damage_in_the_last_record_without_its_mark_is_cut_as_of_unknown_durability() {
+    // A power loss can lose the mark (it is made durable by the next fdatasync only): the
+    // damage is then undecidable, cut, and reported as possibly acknowledged.
+    let fs = SimFs::new();
+    drop(one_segment(&fs, 3));
+    let name = segment_names(&fs)[0].clone();
+    let mut bytes = fs.read_file(&path(&name)).unwrap();
+    bytes.truncate(bytes.len() - SYNC_MARK as usize);
+    fs.write_file_durable(&path(&name), &bytes);
+    fs.flip_bit(&path(&name), 8 * (record_offset(2) + 40)).unwrap();
     let store = open(&fs, Options::default());
-    assert_eq!(store.recovery_report().torn_tail.as_ref().unwrap().indexes_cut, 3..4);
+    let torn = store.recovery_report().torn_tail.clone().unwrap();
+    assert_eq!((torn.indexes_cut, torn.durability), (3..4, TailDurability::Unknown));
+    assert_eq!(store.recovery_report().unknown_durability(), Some(3..4));
     assert_eq!(store.last_index(), 2);
 }
 
@@ -298,7 +319,7 @@ fn r13_commit_beyond_the_recovered_log_is_corrupt() {
     drop(store);
     let name = segment_names(&fs)[0].clone();
     let mut bytes = fs.read_file(&path(&name)).unwrap();
-    bytes.truncate(bytes.len() - 10);
+    bytes.truncate(bytes.len() - SYNC_MARK as usize - 10); // the mark lost, entry 5 torn
     fs.write_file_durable(&path(&name), &bytes);
     let (file, offset) = expect_corrupt(&fs, Options::default(), |r| {
         *r == Corruption::CommitBeyondLog { commit: 5, last_index: 4 }

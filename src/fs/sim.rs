@@ -419,6 +419,17 @@ impl SimFs {
         self.state().crash(seed);
     }
 
+    /// The process dies (kill -9) but the machine does not: every write and name change stays
+    /// as the page cache holds it (still unsynced). Old handles fail afterwards; locks, faults
+    /// and a halt are cleared.
+    pub fn kill_process(&self) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.locks.clear();
+        state.halt_countdown = None;
+        state.faults.clear();
+    }
+
     /// Flips bit `bit` (counted from the file's first byte) of `path`, in the live image and,
     /// if it reaches that far, the durable one.
     pub fn flip_bit(&self, path: &Path, bit: u64) -> io::Result<()> {

@@ -19,8 +19,11 @@ const _: () = assert!(FLAG_ZSTD == 1);
 
 /// "RLSG": first four bytes of every segment file.
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"RLSG");
-/// The segment format this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The segment format this code writes. Version 2 adds the sync mark; version 1 segments
+/// (which never hold one) are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest segment format this code reads.
+pub const FORMAT_VERSION_MIN: u16 = 1;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of a record header.
@@ -30,6 +33,9 @@ pub const RECORD_HEADER_BYTES: usize = 32;
 pub const RECORD_ENTRY: u8 = 1;
 /// The last record of a sealed segment.
 pub const RECORD_SEAL: u8 = 2;
+/// "Synced through `index`": written at the end of the active segment right after each
+/// fdatasync, and overwritten by the next batch or the seal (format/SPEC.md, "Sync mark").
+pub const RECORD_SYNC_MARK: u8 = 3;
 /// Payload bytes of a seal record: the entry count.
 pub const SEAL_PAYLOAD_BYTES: usize = 8;
 /// Record flag: the payload is one zstd frame, with its content size, of the entry's bytes.
@@ -95,7 +101,7 @@ impl SegmentHeader {
         if u32_at(bytes, 0) != SEGMENT_MAGIC {
             return Err(Corruption::Field("segment magic"));
         }
-        if u16_at(bytes, 4) != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&u16_at(bytes, 4)) {
             return Err(Corruption::Identity("unknown segment format version"));
         }
         let header = SegmentHeader {
@@ -216,6 +222,20 @@ impl Record<'_> {
         }
     }
 
+    /// A sync mark: everything up to `durable_index` was made durable by the fdatasync that
+    /// returned just before it was written.
+    pub fn sync_mark(durable_index: u64) -> Record<'static> {
+        Record {
+            record_type: RECORD_SYNC_MARK,
+            index: durable_index,
+            term: 0,
+            entry_kind: 0,
+            sync_lag: 0,
+            compressed: false,
+            payload: &[],
+        }
+    }
+
     /// The entry count of a seal record.
     pub fn seal_count(&self) -> Option<u64> {
         let bytes: [u8; SEAL_PAYLOAD_BYTES] = self.payload.try_into().ok()?;
@@ -262,6 +282,9 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
     }
     match record.record_type {
         RECORD_ENTRY if record.index > 0 && record.index <= INDEX_MAX => Ok(record),
+        RECORD_SYNC_MARK if record.index <= INDEX_MAX && payload_len == 0 && !record.compressed => {
+            Ok(record)
+        }
         RECORD_SEAL
             if record.index <= INDEX_MAX
                 && payload_len == SEAL_PAYLOAD_BYTES

@@ -11,7 +11,7 @@ use std::io;
 
 use super::format::{
     decode_record, peek_payload_len, RecordSeed, SegmentHeader, RECORD_ENTRY, RECORD_HEADER_BYTES,
-    RECORD_SEAL, SEGMENT_HEADER_BYTES,
+    RECORD_SEAL, RECORD_SYNC_MARK, SEGMENT_HEADER_BYTES,
 };
 use super::Loc;
 use crate::codec::{u16_at, u64_at};
@@ -30,6 +30,9 @@ pub(crate) struct Scanned {
     pub end_offset: u64,
     /// The segment ends with a valid seal record matching its entries.
     pub sealed: bool,
+    /// The index of the sync mark found right after the last entry (an active segment's
+    /// proof that everything up to it was synced), if any.
+    pub synced_through: Option<u64>,
     pub tail: Tail,
     pub file_len: u64,
 }
@@ -55,6 +58,12 @@ pub(crate) struct Damage {
     /// A valid record after the damage written when the damaged one was already durable:
     /// (offset, index, durable index when written). Its presence proves corruption.
     pub later_valid: Option<(u64, u64, u64)>,
+    /// The damage starts right after an intact sync mark (`offset` is the mark's): the write
+    /// that followed it did not land whole, so it was never synced.
+    pub after_sync_mark: bool,
+    /// From `offset` to the end of the file a single bit is set: rot of space never written,
+    /// where no record ever was (a written record has many bits set).
+    pub never_written: bool,
 }
 
 /// Why a segment header could not be used.
@@ -104,15 +113,19 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         self.bytes(offset, want)
     }
 
-    fn zeros_from(&mut self, mut offset: u64) -> io::Result<bool> {
-        while offset < self.len {
+    fn zeros_from(&mut self, offset: u64) -> io::Result<bool> {
+        Ok(self.bits_set_from(offset, 1)? == 0)
+    }
+
+    /// The bits set from `offset` to the end of the file, counted up to `max`.
+    fn bits_set_from(&mut self, mut offset: u64, max: u32) -> io::Result<u32> {
+        let mut set = 0u32;
+        while offset < self.len && set < max {
             let chunk = self.bytes(offset, CHUNK_BYTES)?;
-            if chunk.iter().any(|b| *b != 0) {
-                return Ok(false);
-            }
+            set = set.saturating_add(chunk.iter().map(|b| b.count_ones()).sum::<u32>());
             offset += chunk.len() as u64;
         }
-        Ok(true)
+        Ok(set.min(max))
     }
 
     /// The first valid record after `from` whose index lies in `indexes` and that was written
@@ -129,7 +142,7 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         while offset + RECORD_HEADER_BYTES as u64 <= self.len {
             let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
             let index = u64_at(header, 8);
-            let plausible = matches!(header[24], RECORD_ENTRY | RECORD_SEAL)
+            let plausible = matches!(header[24], RECORD_ENTRY | RECORD_SEAL | RECORD_SYNC_MARK)
                 && u16_at(header, 26) == 0
                 && indexes.contains(&index);
             if plausible {
@@ -146,6 +159,32 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
             offset += 1;
         }
         Ok(None)
+    }
+
+    /// The damage at `offset`, where the record of `expected_index` should start.
+    fn damage(
+        &mut self,
+        seed: RecordSeed,
+        offset: u64,
+        expected_index: u64,
+        reason: Corruption,
+    ) -> io::Result<Damage> {
+        // Records are at least a header long: no later index can exceed this.
+        let index_max = expected_index + self.len / RECORD_HEADER_BYTES as u64;
+        Ok(Damage {
+            offset,
+            expected_index,
+            apparent_end_index: self.apparent_end(offset, expected_index)?,
+            reason,
+            later_valid: self.find_valid_after(
+                seed,
+                offset,
+                expected_index..=index_max,
+                expected_index,
+            )?,
+            after_sync_mark: false,
+            never_written: self.bits_set_from(offset, 2)? == 1,
+        })
     }
 
     /// One past the last index of record headers that continue from `index` at `offset`,
@@ -199,6 +238,7 @@ pub(crate) fn scan_segment<H: FileHandle>(
         locs: Vec::new(),
         end_offset: SEGMENT_HEADER_BYTES as u64,
         sealed: false,
+        synced_through: None,
         tail: Tail::Clean,
         file_len: reader.len,
     };
@@ -231,27 +271,25 @@ pub(crate) fn scan_segment<H: FileHandle>(
                 }
                 Corruption::BadSeal
             }
+            Ok(record)
+                if record.record_type == RECORD_SYNC_MARK && record.index < expected_index =>
+            {
+                // The mark ends the records; what follows it is a tail of its own.
+                scanned.synced_through = Some(record.index);
+                let after = offset + record.encoded_len() as u64;
+                if !reader.zeros_from(after)? {
+                    let reason = Corruption::Field("bytes after the sync mark");
+                    let damage = reader.damage(seed, offset, expected_index, reason)?;
+                    scanned.tail = Tail::Damaged(Damage { after_sync_mark: true, ..damage });
+                }
+                break;
+            }
             Ok(_) => Corruption::Field("record index out of sequence"),
             Err(super::format::RecordError::Invalid(reason)) => reason,
             Err(super::format::RecordError::Truncated) => Corruption::Field("record length"),
         };
         if !reader.zeros_from(offset)? {
-            scanned.tail = Tail::Damaged(Damage {
-                offset,
-                expected_index,
-                apparent_end_index: reader.apparent_end(offset, expected_index)?,
-                reason,
-                later_valid: {
-                    // Records are at least a header long: no later index can exceed this.
-                    let index_max = expected_index + reader.len / RECORD_HEADER_BYTES as u64;
-                    reader.find_valid_after(
-                        seed,
-                        offset,
-                        expected_index..=index_max,
-                        expected_index,
-                    )?
-                },
-            });
+            scanned.tail = Tail::Damaged(reader.damage(seed, offset, expected_index, reason)?);
         }
         break;
     }

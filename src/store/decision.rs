@@ -11,8 +11,8 @@
 //! | R4 | segment id below `segment_id_min` | dead (compacted or reset): remove, report |
 //! | R5 | last segment's header damaged, no valid record in the file | unfinished creation: remove, report as torn |
 //! | R6 | any other damaged or foreign header | `Corrupt` |
-//! | R7 | damaged record in the last segment, no later record proving it durable | torn tail: cut, report bytes and indexes |
-//! | R8 | damaged record followed by a record written after it was synced | `Corrupt` |
+//! | R7 | damaged record in the last segment, no later record or sync mark proving it durable | torn tail: cut, report bytes, indexes and durability (unsynced when the damage follows an intact sync mark, else unknown) |
+//! | R8 | damaged record followed by a record written after it was synced, or by a sync mark covering it | `Corrupt` |
 //! | R9 | a segment other than the last is not sealed, or damaged | `Corrupt` |
 //! | R10 | a segment starts after its predecessor ends, or the first after `first_index` | `Corrupt` (missing entries) |
 //! | R11 | a segment starts inside an older one | override: the older suffix is dead; remove segments left empty |
@@ -29,7 +29,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::recover::{RecoveryReport, TornTail};
+use super::recover::{RecoveryReport, TailDurability, TornTail};
 use crate::error::{Corruption, Error, Result};
 use crate::index::IndexProblem;
 
@@ -58,7 +58,7 @@ pub(super) enum Finding<H> {
     /// R6: any other damaged header, or one naming another store or segment.
     DamagedHeader { path: PathBuf, offset: u64, reason: Corruption },
     /// R7: a damaged record in the last segment that nothing proves durable.
-    TornTail { cut: Cut<H>, file_len: u64, indexes: Range<u64> },
+    TornTail { cut: Cut<H>, file_len: u64, indexes: Range<u64>, durability: TailDurability },
     /// R8: a damaged record followed by one written after it was synced.
     DamagedBeforeDurable { path: PathBuf, offset: u64, indexes: Range<u64> },
     /// R9: a segment other than the last is damaged or not sealed.
@@ -108,6 +108,7 @@ pub(super) fn decide<H>(
                 offset: 0,
                 bytes_cut: file_len,
                 indexes_cut: 0..0,
+                durability: TailDurability::Unsynced,
             });
             repairs.remove.push(path.with_extension("idx"));
             repairs.remove.push(path);
@@ -115,12 +116,13 @@ pub(super) fn decide<H>(
         Finding::DamagedHeader { path, offset, reason } => {
             return Err(Error::corrupt(path, offset, None, reason));
         }
-        Finding::TornTail { cut, file_len, indexes } => {
+        Finding::TornTail { cut, file_len, indexes, durability } => {
             report.torn_tail = Some(TornTail {
                 path: cut.path.clone(),
                 offset: cut.offset,
                 bytes_cut: file_len - cut.offset,
                 indexes_cut: indexes,
+                durability,
             });
             repairs.cut = Some(cut);
         }
@@ -224,7 +226,12 @@ mod tests {
             ),
             (
                 "R7",
-                Finding::TornTail { cut: cut(), file_len: 200, indexes: 3..5 },
+                Finding::TornTail {
+                    cut: cut(),
+                    file_len: 200,
+                    indexes: 3..5,
+                    durability: TailDurability::Unknown,
+                },
                 proceeds(0, true, 0, true),
             ),
             (

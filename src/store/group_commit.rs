@@ -87,13 +87,21 @@ impl<F: FileSystem> Inner<F> {
         *busy = true;
         drop(busy);
         let _gate = SyncGate { busy: &self.sync_busy, done: &self.sync_done };
-        let (file, path, upto) = {
+        let (file, path, segment_id, upto) = {
             let mut writer = lock(&self.writer);
             writer.bytes_since_sync = 0;
-            (Arc::clone(&writer.file), writer.path.clone(), read(&self.log).last_index())
+            let upto = read(&self.log).last_index();
+            (Arc::clone(&writer.file), writer.path.clone(), writer.segment_id, upto)
         };
         if self.options.sync_policy != SyncPolicy::Never {
             self.poison_on_err(file.sync_data().ctx("sync_data", &path))?;
+            // The mark goes in before `upto` is reported durable, so a process crash after
+            // the report keeps the proof. A rotation meanwhile sealed (and fsynced) the
+            // segment: the seal proves it instead.
+            let mut writer = lock(&self.writer);
+            if writer.segment_id == segment_id {
+                self.poison_on_err(writer.write_sync_mark(self.store_uid, upto))?;
+            }
         }
         self.durable_index.fetch_max(upto, Ordering::AcqRel);
         Ok(self.durable_index.load(Ordering::Acquire))

@@ -34,7 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 
 use group_commit::spawn_flusher;
-pub use recover::{IndexRebuild, RecoveryReport, TornTail};
+pub use recover::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use state::LogState;
 use writer::Writer;
 

@@ -71,6 +71,32 @@ pub struct TornTail {
     /// Indexes whose records started in the cut bytes, `[lo, hi)`, as far as their unverified
     /// headers tell (empty when the segment's own header was torn).
     pub indexes_cut: Range<u64>,
+    /// Whether the cut entries are proven never synced, or may have been.
+    pub durability: TailDurability,
+}
+
+/// What recovery can say of a cut tail's entries (format/SPEC.md, "Sync mark").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TailDurability {
+    /// Proven never synced: nothing in them was ever reported durable.
+    Unsynced,
+    /// Not provable either way: a power loss can lose the last sync mark, and damage in the
+    /// last synced batch then looks like a torn write. A replicated node must treat these
+    /// indexes as possibly acknowledged: get them back from the leader before it votes or
+    /// acknowledges beyond them.
+    Unknown,
+}
+
+impl RecoveryReport {
+    /// The indexes cut as a tail of unknown durability, `[lo, hi)`, if any: entries this node
+    /// may have acknowledged and no longer holds. It holds at least the cut's first index,
+    /// even when the damaged header hid which indexes followed.
+    pub fn unknown_durability(&self) -> Option<Range<u64>> {
+        let torn = self.torn_tail.as_ref()?;
+        let Range { start, end } = torn.indexes_cut;
+        (torn.durability == TailDurability::Unknown && start > 0).then(|| start..end.max(start + 1))
+    }
 }
 
 /// An index file recovery rebuilt.
@@ -416,10 +442,14 @@ fn classify_tail<H: FileHandle>(
             reason: damage.reason.clone(),
         });
     }
+    let proven_unsynced = damage.after_sync_mark || damage.never_written;
+    let durability =
+        if proven_unsynced { TailDurability::Unsynced } else { TailDurability::Unknown };
     Some(Finding::TornTail {
         cut: Cut { file: Arc::clone(file), path, offset },
         file_len: found.file_len,
         indexes: damage.expected_index..damage.apparent_end_index,
+        durability,
     })
 }
 
@@ -554,8 +584,10 @@ fn open_active<F: FileSystem>(
         // Recovered records may still sit in the page cache only (a clean restart without a
         // crash): sync them so everything the store starts with is durable.
         active.file.sync_data().ctx("sync_data", &active.path)?;
-        let writer = Writer::new(active, index::data_end(locs), next_segment_id);
-        return Ok(writer.with_compression(options.compression));
+        let mut writer = Writer::new(active, index::data_end(locs), next_segment_id)
+            .with_compression(options.compression);
+        writer.write_sync_mark(meta.store_uid, log.last_index())?;
+        return Ok(writer);
     }
     let header = match log.segments.last() {
         Some(_) => {

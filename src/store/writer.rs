@@ -7,6 +7,8 @@
 //!    returned (segment invariant 1).
 //! 3. `seal` writes the seal record and fsyncs before the caller creates the next segment
 //!    (segment invariant 2).
+//! 4. A sync mark, if any, lies at `write_offset`, after every record: the next write
+//!    overwrites it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,6 +153,17 @@ impl<H: FileHandle> Writer<H> {
         self.write_offset += self.buf.len() as u64;
         self.bytes_since_sync += self.buf.len() as u64;
         Ok(locs)
+    }
+
+    /// Writes a sync mark ("synced through `durable_index`") at `write_offset` without moving
+    /// it: the next batch or the seal overwrites the mark, and carries the same proof in its
+    /// `sync_lag`. Called right after an fdatasync of this segment returned; no fsync of its
+    /// own (the next one makes it durable; a process crash keeps it in the page cache).
+    pub fn write_sync_mark(&mut self, store_uid: u64, durable_index: u64) -> Result<()> {
+        let seed = self.seed(store_uid);
+        self.buf.clear();
+        Record::sync_mark(durable_index).encode(seed, &mut self.buf);
+        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)
     }
 
     /// Seals the active segment, whose last record is `last` (index, term) and which holds
