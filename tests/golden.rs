@@ -1,13 +1,12 @@
-//! The store in `format/golden/v1/` was written by format version 1 (regenerate it only for a
-//! new format version, with `RAFTLOG_WRITE_GOLDEN=1 cargo test --test golden`). This test opens
-//! a copy and checks every entry, the bounds and the hard state: a change to the codec that
-//! breaks reading old stores fails here.
+//! The stores in `format/golden/v{N}/` were written by format version N, by the same workload
+//! (write the one of a new format version with `RAFTLOG_WRITE_GOLDEN=<N> cargo test --test
+//! golden`; never rewrite an old one). This test opens a copy of each and checks every entry,
+//! the bounds and the hard state: a change to the codec that breaks reading old stores fails
+//! here. Version 2 adds the sync mark that ends the active segment.
 
 use std::path::{Path, PathBuf};
 
 use raftlog::{Entry, HardState, LogStore, Options};
-
-const GOLDEN: &str = "format/golden/v1";
 
 fn options() -> Options {
     Options::default().segment_bytes_max(4096)
@@ -52,46 +51,59 @@ fn write_golden(dir: &Path) {
     store.sync().unwrap();
 }
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN)
+fn golden_dir(version: u16) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("format/golden/v{version}"))
 }
 
-#[test]
-fn format_v1_golden_store_opens_with_its_contents() {
-    if std::env::var_os("RAFTLOG_WRITE_GOLDEN").is_some() {
-        let dir = golden_dir();
+/// Opens a copy of the golden store of format `version` and checks its contents. With
+/// `RAFTLOG_WRITE_GOLDEN=<version>` set to the version this code writes, the store is written
+/// anew first.
+fn check_golden_store(version: u16) {
+    let dir = golden_dir(version);
+    if std::env::var("RAFTLOG_WRITE_GOLDEN").is_ok_and(|v| v == version.to_string()) {
         let _ = std::fs::remove_dir_all(&dir);
         write_golden(&dir);
         std::fs::remove_file(dir.join("LOCK")).unwrap();
     }
     let copy = tempfile::tempdir().unwrap();
     let mut names = Vec::new();
-    for file in std::fs::read_dir(golden_dir()).unwrap() {
+    for file in std::fs::read_dir(&dir).unwrap() {
         let file = file.unwrap();
         std::fs::copy(file.path(), copy.path().join(file.file_name())).unwrap();
-        names.push(file.file_name());
+        names.push(file.file_name().to_str().unwrap().to_owned());
     }
+    names.sort();
     assert!(names.len() >= 4, "the golden store holds a meta file and several segments");
-    let stored: u64 = names
-        .iter()
-        .filter(|n| n.to_str().unwrap().ends_with(".seg"))
-        .map(|n| std::fs::metadata(golden_dir().join(n)).unwrap().len())
-        .sum();
+    let segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".seg")).collect();
+    let stored: u64 = segments.iter().map(|n| std::fs::metadata(dir.join(n)).unwrap().len()).sum();
     let logical: u64 = (1..=60).map(|i| expected_before_truncation(i).payload.len() as u64).sum();
     assert!(stored < logical, "the large entries are stored compressed ({stored} < {logical})");
+    let active = std::fs::read(dir.join(segments.last().unwrap())).unwrap();
+    assert_eq!(u16::from_le_bytes([active[4], active[5]]), version, "segment format version");
+    if version >= 2 {
+        let mark_type = active[active.len() - 32 + 24];
+        assert_eq!(mark_type, 3, "the active segment ends with a sync mark");
+    }
     let store = LogStore::open(copy.path(), options()).unwrap();
     let report = store.recovery_report();
     assert!(!report.created && report.torn_tail.is_none(), "{report:?}");
-    assert!(
-        report.rebuilt_indexes.is_empty(),
-        "the v1 index files are read as written: {report:?}"
-    );
+    assert!(report.rebuilt_indexes.is_empty(), "the index files are read as written: {report:?}");
     assert!(report.indexed_segments >= 1, "sealed segments open through their index: {report:?}");
     assert_eq!((store.first_index(), store.last_index()), (11, 55));
     assert_eq!(store.term(10).unwrap(), 1);
     assert_eq!(store.hard_state(), HardState::new(3, 2, 45));
     let want: Vec<Entry> = (11..=55).map(expected).collect();
     assert_eq!(store.entries(11, 56, u64::MAX).unwrap(), want);
+}
+
+#[test]
+fn format_v1_golden_store_opens_with_its_contents() {
+    check_golden_store(1);
+}
+
+#[test]
+fn format_v2_golden_store_opens_with_its_contents() {
+    check_golden_store(2);
 }
 
 const SNAPSHOT_GOLDEN: &str = "format/golden/snapshot-v1";

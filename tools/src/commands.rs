@@ -242,7 +242,16 @@ fn recovery_findings(report: &raftlog::RecoveryReport) -> Vec<Finding> {
             file: torn.path.display().to_string(),
             offset: Some(torn.offset),
             indexes: Some(torn.indexes_cut.clone()),
-            detail: format!("{} unacknowledged bytes recovery would cut", torn.bytes_cut),
+            detail: match torn.durability {
+                raftlog::TailDurability::Unsynced => {
+                    format!("{} bytes never synced; recovery would cut them", torn.bytes_cut)
+                }
+                _ => format!(
+                    "{} bytes recovery would cut, of unknown durability: they may have been \
+                     acknowledged (a lost sync mark); get them back from a peer",
+                    torn.bytes_cut
+                ),
+            },
         });
     }
     if let Some(slot) = report.damaged_meta_slot {
