@@ -130,29 +130,6 @@ impl Meta {
         }
         Ok(meta)
     }
-
-    /// Checks `proposed` against the Raft rules, given the log's last index.
-    pub(crate) fn check_hard_state(&self, proposed: HardState, last_index: u64) -> Result<()> {
-        let current = self.hard_state;
-        let rule = if proposed.term < current.term {
-            Some(crate::error::HardStateRule::TermRegression)
-        } else if proposed.term == current.term
-            && current.vote != 0
-            && proposed.vote != current.vote
-        {
-            Some(crate::error::HardStateRule::VoteChange)
-        } else if proposed.commit < current.commit {
-            Some(crate::error::HardStateRule::CommitRegression)
-        } else if proposed.commit > last_index {
-            Some(crate::error::HardStateRule::CommitBeyondLog)
-        } else {
-            None
-        };
-        match rule {
-            Some(rule) => Err(Error::HardStateRefused { current, proposed, rule }),
-            None => Ok(()),
-        }
-    }
 }
 
 /// What reading the meta file found.
@@ -217,6 +194,30 @@ impl<F: FileSystem> MetaFile<F> {
         let offset = (self.current.sequence % 2) * META_SLOT_BYTES as u64;
         self.file.write_all_at(&self.current.encode(), offset).ctx("write", &self.path)?;
         self.file.sync_data().ctx("sync_data", &self.path)
+    }
+}
+
+/// Checks `proposed` against the Raft rules, after `current`, given the log's last index
+/// (entries up to it are made durable with the hard state).
+pub(crate) fn check_hard_state(
+    current: HardState,
+    proposed: HardState,
+    last_index: u64,
+) -> Result<()> {
+    let rule = if proposed.term < current.term {
+        Some(crate::error::HardStateRule::TermRegression)
+    } else if proposed.term == current.term && current.vote != 0 && proposed.vote != current.vote {
+        Some(crate::error::HardStateRule::VoteChange)
+    } else if proposed.commit < current.commit {
+        Some(crate::error::HardStateRule::CommitRegression)
+    } else if proposed.commit > last_index {
+        Some(crate::error::HardStateRule::CommitBeyondLog)
+    } else {
+        None
+    };
+    match rule {
+        Some(rule) => Err(Error::HardStateRefused { current, proposed, rule }),
+        None => Ok(()),
     }
 }
 

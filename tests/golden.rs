@@ -2,7 +2,7 @@
 //! (write the one of a new format version with `RAFTLOG_WRITE_GOLDEN=<N> cargo test --test
 //! golden`; never rewrite an old one). This test opens a copy of each and checks every entry,
 //! the bounds and the hard state: a change to the codec that breaks reading old stores fails
-//! here. Version 2 adds the sync mark that ends the active segment.
+//! here. Version 2 adds hard-state records and sync marks in the stream.
 
 use std::path::{Path, PathBuf};
 
@@ -48,8 +48,12 @@ fn write_golden(dir: &Path) {
     store.append(&(50..=55).map(expected).collect::<Vec<_>>()).unwrap();
     store.compact_to(10).unwrap();
     store.set_hard_state(HardState::new(3, 2, 45)).unwrap();
+    store.set_metadata(GOLDEN_METADATA).unwrap(); // format 2
     store.sync().unwrap();
 }
+
+/// The engine metadata of the format-2 golden store.
+const GOLDEN_METADATA: &[u8] = b"conf voters 1,2,3 learners 4";
 
 fn golden_dir(version: u16) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("format/golden/v{version}"))
@@ -83,6 +87,7 @@ fn check_golden_store(version: u16) {
     if version >= 2 {
         let mark_type = active[active.len() - 32 + 24];
         assert_eq!(mark_type, 3, "the active segment ends with a sync mark");
+        assert_eq!(active[64 + 24], 4, "a segment opens with a hard-state record");
     }
     let store = LogStore::open(copy.path(), options()).unwrap();
     let report = store.recovery_report();
@@ -92,6 +97,8 @@ fn check_golden_store(version: u16) {
     assert_eq!((store.first_index(), store.last_index()), (11, 55));
     assert_eq!(store.term(10).unwrap(), 1);
     assert_eq!(store.hard_state(), HardState::new(3, 2, 45));
+    let metadata: &[u8] = if version >= 2 { GOLDEN_METADATA } else { b"" };
+    assert_eq!(store.metadata(), metadata);
     let want: Vec<Entry> = (11..=55).map(expected).collect();
     assert_eq!(store.entries(11, 56, u64::MAX).unwrap(), want);
 }

@@ -10,10 +10,19 @@ use raftlog::{Corruption, Error, HardState, LogStore, Options, TailDurability};
 
 const RECORD: u64 = 32 + 100; // record bytes of a 100-byte payload
 const HEADER: u64 = 64;
-const SYNC_MARK: u64 = 32; // a sync mark record, at the end of the active segment after a sync
+/// The hard-state record that opens every segment (no engine metadata): 32 + 40 bytes.
+const OPENING_RECORD: u64 = 72;
+const SYNC_MARK: u64 = 32; // appended to the active segment after each sync
+const SEAL: u64 = 32 + 8 + 40; // count, then the hard state
 
+/// Offset of the entry at `position` of a segment's first synced batch.
 fn record_offset(position: u64) -> u64 {
-    HEADER + position * RECORD
+    HEADER + OPENING_RECORD + position * RECORD
+}
+
+/// Offset of the entry at `position` written after the first batch's sync (and its mark).
+fn after_mark_offset(position: u64) -> u64 {
+    record_offset(position) + SYNC_MARK
 }
 
 /// A store holding entries 1..=count of 100 bytes in one segment, all synced.
@@ -60,20 +69,17 @@ fn r2_missing_or_unreadable_meta_with_segments_is_corrupt() {
 fn r3_one_damaged_meta_slot_falls_back_to_the_other() {
     let fs = SimFs::new();
     let store = one_segment(&fs, 3);
-    store.set_hard_state(HardState::new(1, 0, 1)).unwrap(); // sequence 2, slot 0
-    store.set_hard_state(HardState::new(2, 0, 2)).unwrap(); // sequence 3, slot 1
+    store.compact_to(1).unwrap(); // meta sequence 2, slot 0
+    store.compact_to(2).unwrap(); // sequence 3, slot 1
     drop(store);
     fs.flip_bit(&path("meta"), 8 * (512 + 30)).unwrap(); // a torn (or rotten) newest slot
     let store = open(&fs, Options::default());
     assert_eq!(store.recovery_report().damaged_meta_slot, Some(1));
-    assert_eq!(store.hard_state(), HardState::new(1, 0, 1));
-    store.set_hard_state(HardState::new(3, 0, 3)).unwrap(); // rewrites the damaged slot
+    assert_eq!(store.first_index(), 2, "the older slot's bounds");
+    store.compact_to(3).unwrap(); // rewrites the damaged slot
     drop(store);
     let store = open(&fs, Options::default());
-    assert_eq!(
-        (store.hard_state(), store.recovery_report().damaged_meta_slot),
-        (HardState::new(3, 0, 3), None)
-    );
+    assert_eq!((store.first_index(), store.recovery_report().damaged_meta_slot), (4, None));
 }
 
 #[test]
@@ -157,12 +163,12 @@ fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
     let torn = store.recovery_report().torn_tail.clone().expect("reported");
     assert_eq!(
         (torn.offset, torn.bytes_cut, torn.indexes_cut, torn.durability),
-        (record_offset(4), RECORD - 10, 5..6, TailDurability::Unknown)
+        (after_mark_offset(4), RECORD - 10, 5..6, TailDurability::Unknown)
     );
     assert_eq!(store.recovery_report().unknown_durability(), Some(5..6));
     assert_eq!(store.last_index(), 4);
     let len = fs.read_file(&path(&name)).unwrap().len() as u64;
-    assert_eq!(len, record_offset(4) + SYNC_MARK, "cut on disk, then the open's sync mark");
+    assert_eq!(len, after_mark_offset(4) + SYNC_MARK, "cut on disk, then the open's sync mark");
     assert_eq!(store.entries(1, 5, u64::MAX).unwrap(), big_entries(1, 4, 1, 100));
 }
 
@@ -221,9 +227,9 @@ fn r8_damage_followed_only_by_unsynced_records_is_a_torn_tail() {
     store.append(&big_entries(5, 1, 1, 100)).unwrap();
     drop(store);
     let name = segment_names(&fs)[0].clone();
-    fs.flip_bit(&path(&name), 8 * (record_offset(3) + 50)).unwrap(); // entry 4 lost, 5 landed
+    fs.flip_bit(&path(&name), 8 * (after_mark_offset(3) + 50)).unwrap(); // entry 4 lost, 5 landed
     let store = open(&fs, Options::default());
-    assert_eq!(store.recovery_report().torn_tail.as_ref().unwrap().offset, record_offset(3));
+    assert_eq!(store.recovery_report().torn_tail.as_ref().unwrap().offset, after_mark_offset(3));
     assert_eq!(store.last_index(), 3);
 }
 
@@ -240,23 +246,23 @@ fn r9_damaged_or_unsealed_sealed_segments_are_corrupt() {
     // Under a valid index the segment is not scanned at open: the damage is found by the
     // read that meets it, which names the file, offset and index and returns nothing wrong.
     let (fs, first) = build();
-    fs.flip_bit(&path(&first), 8 * (HEADER + 40)).unwrap();
+    fs.flip_bit(&path(&first), 8 * (record_offset(0) + 40)).unwrap();
     let store = open(&fs, small_segments());
     let got = store.entries(1, 3, u64::MAX);
     let Err(Error::Corrupt { path: p, offset, indexes, reason }) = got else { panic!("{got:?}") };
     assert_eq!(
         (p, offset, indexes, reason),
-        (path(&first), HEADER, Some(1..2), Corruption::Checksum)
+        (path(&first), record_offset(0), Some(1..2), Corruption::Checksum)
     );
     drop(store);
     // Without its index the segment is scanned, and the same damage refuses the open.
     fs.remove_durable(&path(&first.replace(".seg", ".idx")));
     let (file, offset) = expect_corrupt(&fs, small_segments(), |r| *r == Corruption::Checksum);
-    assert_eq!((file, offset), (first, HEADER));
+    assert_eq!((file, offset), (first, record_offset(0)));
 
     let (fs, first) = build();
     let mut bytes = fs.read_file(&path(&first)).unwrap();
-    bytes.truncate(bytes.len() - 40); // the seal record
+    bytes.truncate(bytes.len() - SEAL as usize); // the seal record
     fs.write_file_durable(&path(&first), &bytes);
     expect_corrupt(&fs, small_segments(), |r| *r == Corruption::BadSeal);
 }
@@ -313,13 +319,17 @@ fn r12_a_segment_that_does_not_continue_its_predecessor_is_corrupt() {
 
 #[test]
 fn r13_commit_beyond_the_recovered_log_is_corrupt() {
+    // The hard-state records in the stream come after the entries they commit, and prove
+    // them (R8); the meta's copy (written by compaction) does not, so a log that lost the
+    // entries it commits is refused rather than cut below the commit index.
     let fs = SimFs::new();
     let store = one_segment(&fs, 5);
     store.set_hard_state(HardState::new(1, 0, 5)).unwrap();
+    store.compact_to(1).unwrap();
     drop(store);
     let name = segment_names(&fs)[0].clone();
     let mut bytes = fs.read_file(&path(&name)).unwrap();
-    bytes.truncate(bytes.len() - SYNC_MARK as usize - 10); // the mark lost, entry 5 torn
+    bytes.truncate((record_offset(4) + 10) as usize); // entry 5 torn, nothing after it
     fs.write_file_durable(&path(&name), &bytes);
     let (file, offset) = expect_corrupt(&fs, Options::default(), |r| {
         *r == Corruption::CommitBeyondLog { commit: 5, last_index: 4 }

@@ -43,9 +43,14 @@ fn copy(fs: &SimFs) -> SimFs {
     copy
 }
 
-/// Offset of entry `index`'s record in the single segment.
+/// The segment header and the hard-state record that opens the segment.
+const FIRST_RECORD: u64 = 64 + 72;
+const MARK: u64 = 32;
+
+/// Offset of entry `index`'s record in the single segment written by `synced_in_batches`
+/// (a sync mark after every batch).
 fn offset_of(index: u64) -> u64 {
-    64 + (index - 1) * RECORD
+    FIRST_RECORD + (index - 1) * RECORD + (index - 1) / BATCH * MARK
 }
 
 fn active(fs: &SimFs) -> PathBuf {
@@ -87,7 +92,8 @@ fn one_sync_of_everything_protects_the_whole_active_segment() {
     drop(store);
     for index in [1, LAST / 2, LAST] {
         let damaged = copy(&fs);
-        damaged.flip_bit(&active(&damaged), 8 * (offset_of(index) + 40)).unwrap();
+        let offset = FIRST_RECORD + (index - 1) * RECORD; // one batch: no mark in between
+        damaged.flip_bit(&active(&damaged), 8 * (offset + 40)).unwrap();
         let err = LogStore::open_with(damaged, DIR, Options::default()).unwrap_err();
         assert!(
             matches!(err, Error::Corrupt { reason: Corruption::DamagedBeforeDurable, .. }),
@@ -98,7 +104,7 @@ fn one_sync_of_everything_protects_the_whole_active_segment() {
 
 #[test]
 fn the_proof_holds_after_a_reopen_and_after_a_clean_close() {
-    // Reopened without new appends: the open's own fsync writes a mark of its own.
+    // Reopened without new appends: the open's own fsync appends a mark of its own.
     let fs = synced_in_batches();
     drop(common::open(&fs, Options::default()));
     let damaged = copy(&fs);
@@ -128,7 +134,7 @@ fn a_lost_mark_leaves_a_tail_of_unknown_durability() {
     let fs = synced_in_batches();
     let segment = active(&fs);
     let mut bytes = fs.read_file(&segment).unwrap();
-    bytes.truncate(offset_of(LAST + 1) as usize);
+    bytes.truncate((offset_of(LAST) + RECORD) as usize); // the last mark lost
     fs.write_file_durable(&segment, &bytes);
     fs.flip_bit(&segment, 8 * (offset_of(LAST - 3) + 40)).unwrap();
     let store = common::open(&fs, Options::default());
@@ -139,24 +145,23 @@ fn a_lost_mark_leaves_a_tail_of_unknown_durability() {
 }
 
 #[test]
-fn a_write_that_did_not_overwrite_the_mark_is_proven_unsynced() {
-    // The next batch is written over the mark; if its first bytes never landed (a torn write
-    // at a power loss), the mark is still there and proves that batch was never synced.
+fn an_unsynced_batch_after_the_last_mark_is_cut_and_nothing_synced_with_it() {
+    // Killed after appending a batch it never synced, then the batch rots: it is cut, every
+    // synced index stays, and the report says the cut's durability is unknown (the store
+    // cannot tell it from a synced batch whose mark a power loss took).
     let fs = synced_in_batches();
-    let segment = active(&fs);
-    let synced = fs.read_file(&segment).unwrap();
     let store = common::open(&fs, Options::default());
     store.append(&batch(LAST + 1)).unwrap();
     drop(store);
-    let mut torn = fs.read_file(&segment).unwrap();
-    let mark = offset_of(LAST + 1) as usize;
-    torn[mark..mark + 32].copy_from_slice(&synced[mark..mark + 32]);
-    fs.write_file_durable(&segment, &torn);
+    fs.kill_process();
+    let reopen_mark = MARK; // the open before the append wrote one
+    let first_new = offset_of(LAST) + RECORD + MARK + reopen_mark;
+    fs.flip_bit(&active(&fs), 8 * (first_new + 3 * RECORD + 40)).unwrap();
     let store = common::open(&fs, Options::default());
     let cut = store.recovery_report().torn_tail.clone().expect("a cut");
-    assert_eq!((cut.offset, cut.durability), (mark as u64, TailDurability::Unsynced));
-    assert_eq!(store.recovery_report().unknown_durability(), None);
-    assert_eq!(store.last_index(), LAST);
+    assert_eq!(cut.offset, first_new + 3 * RECORD);
+    assert_eq!(store.recovery_report().unknown_durability(), Some(LAST + 4..LAST + BATCH + 1));
+    assert_eq!(store.last_index(), LAST + 3);
 }
 
 #[test]

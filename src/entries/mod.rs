@@ -11,8 +11,8 @@
 //! Durability: `append` and `maybe_append` put entries in the store before they return; they
 //! are durable under the store's `SyncPolicy` (with the default, after `RaftLog::sync`). A
 //! truncation of a conflicting suffix is durable when the call returns. The commit index is
-//! persisted lazily: by the next `sync` or `set_hard_state`, never with an fsync of its own per
-//! commit, and never ahead of what was really committed or durable.
+//! persisted lazily: by the next `sync` or `set_hard_state`, in the same fdatasync as the
+//! entries (the hard state rides the log), never ahead of what was really committed.
 //!
 //! Concurrency and lock order: `mutation`, then `hard_state`, then `memory`, then the store's
 //! own locks. `memory` is held only to read or change memory: never across a store call, never
@@ -28,7 +28,8 @@
 //! 3. `generation` moves whenever memory's tail shrinks (truncation, reset). A read that
 //!    combined memory with the store and saw it move starts again: it may have read the store
 //!    beyond the shrunk bounds.
-//! 4. The persisted commit index is at most `commit_index` and at most the durable index.
+//! 4. The persisted commit index is at most `commit_index`, and is made durable by the same
+//!    fdatasync as every entry it covers.
 //! 5. Every mutator validates its whole input before it changes memory or disk: a rejected
 //!    call leaves both exactly as they were.
 //! 6. `commit_index - applied_index < unapplied_entries_max` before an append is accepted.
@@ -323,6 +324,11 @@ impl<F: FileSystem> RaftLog<F> {
     pub fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
         let (my_index, my_term) = self.last_entry_id();
         last_term > my_term || (last_term == my_term && last_index >= my_index)
+    }
+
+    /// The durable engine metadata (see `LogStore::set_metadata`).
+    pub fn metadata(&self) -> bytes::Bytes {
+        self.store.metadata()
     }
 
     /// The hard state with the in-memory commit index (the persisted one may lag behind).

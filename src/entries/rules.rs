@@ -193,24 +193,30 @@ impl<F: FileSystem> RaftLog<F> {
         self.store.compact_to(index)
     }
 
-    /// Makes every appended entry durable and persists the commit index if it moved since
-    /// it was last persisted (never beyond the durable index, so never an fsync of its own).
-    /// Returns the durable last index.
+    /// Makes every appended entry durable, and the commit index with them if it moved since
+    /// it was last persisted: one fdatasync for both (the hard state rides the log). Returns
+    /// the durable last index.
     pub fn sync(&self) -> Result<u64> {
-        let durable = self.store.sync()?;
         let _hard_state = lock(&self.hard_state);
-        let commit = self.commit_index().min(durable);
         let persisted = self.store.hard_state();
+        let commit = self.commit_index();
         if persisted.commit < commit {
-            self.store.set_hard_state(HardState { commit, ..persisted })?;
+            return self.store.persist(&[], Some(HardState { commit, ..persisted }), None);
         }
-        Ok(durable)
+        self.store.sync()
     }
 
-    /// Makes `(term, vote)` durable together with the current commit index.
+    /// Makes `(term, vote)` durable together with the current commit index, with one
+    /// fdatasync that also covers every appended entry.
     pub fn set_hard_state(&self, term: u64, vote: u64) -> Result<()> {
         let _hard_state = lock(&self.hard_state);
         self.store.set_hard_state(HardState::new(term, vote, self.commit_index()))
+    }
+
+    /// Makes the engine's metadata durable (see `LogStore::set_metadata`).
+    pub fn set_metadata(&self, metadata: &[u8]) -> Result<()> {
+        let _hard_state = lock(&self.hard_state);
+        self.store.set_metadata(metadata)
     }
 }
 

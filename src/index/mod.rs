@@ -23,8 +23,9 @@
 //! ```
 //!
 //! Invariants:
-//! 1. The index is derived data: it is verified (checksums, identity, and that offsets chain
-//!    record after record up to the seal, terms never decreasing) before it is used, and
+//! 1. The index is derived data: it is verified (checksums, identity, and that each entry
+//!    starts at or after the end of the one before (hard-state records may lie between), the
+//!    last ending at or before the seal, terms never decreasing) before it is used, and
 //!    rebuilt from its segment when it is missing or fails.
 //! 2. Verification reads through a bounded buffer, not the map: opening a store keeps nothing
 //!    per entry resident. Lookups then touch only the pages they need.
@@ -37,8 +38,8 @@ use crate::entry::INDEX_MAX;
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
 use crate::segment::format::{
-    decode_record, RecordSeed, SegmentHeader, RECORD_HEADER_BYTES, RECORD_SEAL, SEAL_PAYLOAD_BYTES,
-    SEGMENT_HEADER_BYTES,
+    decode_record, RecordSeed, SegmentHeader, StoredHardState, HARD_STATE_PAYLOAD_BYTES,
+    METADATA_BYTES_MAX, RECORD_HEADER_BYTES, RECORD_SEAL, SEAL_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::segment::Loc;
 
@@ -160,7 +161,7 @@ pub(crate) fn verify<H: FileHandle>(
         hasher.update(bytes);
         for raw in bytes.chunks_exact(INDEX_ENTRY_BYTES) {
             let loc = decode_loc(raw.try_into().expect("chunks_exact"));
-            if loc.offset != next_offset || loc.term < last_term {
+            if loc.offset < next_offset || loc.term < last_term {
                 return Ok(Err(Corruption::Field("index entry out of sequence")));
             }
             next_offset = loc.offset + loc.record_len();
@@ -171,7 +172,7 @@ pub(crate) fn verify<H: FileHandle>(
     if hasher.finalize() != u32_at(&head, 52) {
         return Ok(Err(Corruption::Checksum));
     }
-    if next_offset != header.data_end {
+    if next_offset > header.data_end {
         return Ok(Err(Corruption::Field("index does not end at the seal")));
     }
     Ok(Ok((header, last_term)))
@@ -242,11 +243,6 @@ impl<M: AsRef<[u8]>> SegmentIndex<M> {
         let raw = self.map.as_ref().get(at..at + INDEX_ENTRY_BYTES)?;
         Some(decode_loc(raw.try_into().expect("INDEX_ENTRY_BYTES long")))
     }
-}
-
-/// Offset just past the last record described by `locs` (the seal's offset).
-pub(crate) fn data_end(locs: &[Loc]) -> u64 {
-    locs.last().map_or(SEGMENT_HEADER_BYTES as u64, |loc| loc.offset + loc.record_len())
 }
 
 const _: () = assert!(INDEX_ENTRY_BYTES == 8 + 8 + 4 + 4 && RECORD_HEADER_BYTES == 32);
@@ -326,18 +322,21 @@ pub(crate) fn open_verified<F: FileSystem>(
 /// Checks a sealed segment against its verified index without scanning it: the header names
 /// this store and segment and starts at the index's first index, and the seal record at the
 /// index's `data_end` is valid, counts the index's entries, ends at its last term and carries
-/// the checksum the index was bound to.
+/// the checksum the index was bound to. Returns the hard state the seal carries (format 2).
 pub(crate) fn check_sealed<H: FileHandle>(
     file: &H,
     header: &SegmentHeader,
     index: &IndexHeader,
     last_term: u64,
-) -> io::Result<Result<(), Corruption>> {
-    let seal_len = RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES;
-    if file.size()? < index.data_end + seal_len as u64 {
+) -> io::Result<Result<Option<StoredHardState>, Corruption>> {
+    let size = file.size()?;
+    let seal_len_max =
+        RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES + HARD_STATE_PAYLOAD_BYTES + METADATA_BYTES_MAX;
+    let available = size.saturating_sub(index.data_end).min(seal_len_max as u64);
+    if available < (RECORD_HEADER_BYTES + SEAL_PAYLOAD_BYTES) as u64 {
         return Ok(Err(Corruption::BadSeal));
     }
-    let mut seal = vec![0u8; seal_len];
+    let mut seal = vec![0u8; usize::try_from(available).expect("at most seal_len_max")];
     file.read_exact_at(&mut seal, index.data_end)?;
     let seed = RecordSeed::new(header.store_uid, header.segment_id);
     let Ok(record) = decode_record(seed, &seal) else { return Ok(Err(Corruption::BadSeal)) };
@@ -345,6 +344,10 @@ pub(crate) fn check_sealed<H: FileHandle>(
         && record.index + 1 == header.first_index + index.count
         && record.term == last_term
         && record.seal_count() == Some(index.count)
-        && crate::codec::u32_at(&seal, 0) == index.seal_crc;
-    Ok(if matches { Ok(()) } else { Err(Corruption::BadSeal) })
+        && u32_at(&seal, 0) == index.seal_crc;
+    match (matches, record.hard_state()) {
+        (false, _) | (true, Some(Err(_))) => Ok(Err(Corruption::BadSeal)),
+        (true, Some(Ok(carried))) => Ok(Ok(Some(carried.to_stored()))),
+        (true, None) => Ok(Ok(None)),
+    }
 }

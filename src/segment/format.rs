@@ -14,6 +14,7 @@
 use crate::codec::{u16_at, u32_at, u64_at};
 use crate::entry::INDEX_MAX;
 use crate::error::Corruption;
+use crate::hard_state::HardState;
 
 const _: () = assert!(FLAG_ZSTD == 1);
 
@@ -33,9 +34,17 @@ pub const RECORD_HEADER_BYTES: usize = 32;
 pub const RECORD_ENTRY: u8 = 1;
 /// The last record of a sealed segment.
 pub const RECORD_SEAL: u8 = 2;
-/// "Synced through `index`": written at the end of the active segment right after each
-/// fdatasync, and overwritten by the next batch or the seal (format/SPEC.md, "Sync mark").
+/// "Synced through entry `index` and hard-state record `term`": appended to the active segment
+/// right after each fdatasync (format/SPEC.md, "Sync mark").
 pub const RECORD_SYNC_MARK: u8 = 3;
+/// The hard state and the engine's metadata, in the stream of the active segment (format 2).
+pub const RECORD_HARD_STATE: u8 = 4;
+/// Fixed bytes of a hard-state payload, before the metadata.
+pub const HARD_STATE_PAYLOAD_BYTES: usize = 40;
+/// The hard-state payload version this code writes and reads.
+pub const HARD_STATE_VERSION: u8 = 1;
+/// Largest engine metadata kept with the hard state.
+pub const METADATA_BYTES_MAX: usize = 4096;
 /// Payload bytes of a seal record: the entry count.
 pub const SEAL_PAYLOAD_BYTES: usize = 8;
 /// Record flag: the payload is one zstd frame, with its content size, of the entry's bytes.
@@ -204,13 +213,9 @@ impl Record<'_> {
     }
 
     /// A seal record closing a segment whose last entry is `(last_index, last_term)`, written
-    /// when `durable_index` was durable.
-    pub fn seal(
-        last_index: u64,
-        last_term: u64,
-        durable_index: u64,
-        count: &[u8; SEAL_PAYLOAD_BYTES],
-    ) -> Record<'_> {
+    /// when `durable_index` was durable. Its payload is the entry count (u64), then (format 2)
+    /// the hard-state payload the segment ends with.
+    pub fn seal(last_index: u64, last_term: u64, durable_index: u64, payload: &[u8]) -> Record<'_> {
         Record {
             record_type: RECORD_SEAL,
             index: last_index,
@@ -218,17 +223,18 @@ impl Record<'_> {
             entry_kind: 0,
             sync_lag: sync_lag(last_index, durable_index),
             compressed: false,
-            payload: count,
+            payload,
         }
     }
 
-    /// A sync mark: everything up to `durable_index` was made durable by the fdatasync that
-    /// returned just before it was written.
-    pub fn sync_mark(durable_index: u64) -> Record<'static> {
+    /// A sync mark: every entry up to `durable_index` and every hard-state record up to
+    /// sequence `hard_state_sequence` was made durable by the fdatasync that returned just
+    /// before it was written. (A mark's `term` field holds the sequence.)
+    pub fn sync_mark(durable_index: u64, hard_state_sequence: u64) -> Record<'static> {
         Record {
             record_type: RECORD_SYNC_MARK,
             index: durable_index,
-            term: 0,
+            term: hard_state_sequence,
             entry_kind: 0,
             sync_lag: 0,
             compressed: false,
@@ -238,9 +244,101 @@ impl Record<'_> {
 
     /// The entry count of a seal record.
     pub fn seal_count(&self) -> Option<u64> {
-        let bytes: [u8; SEAL_PAYLOAD_BYTES] = self.payload.try_into().ok()?;
+        let bytes: [u8; SEAL_PAYLOAD_BYTES] =
+            self.payload.get(..SEAL_PAYLOAD_BYTES)?.try_into().ok()?;
         (self.record_type == RECORD_SEAL).then(|| u64::from_le_bytes(bytes))
     }
+
+    /// The hard state a record carries, with its sequence: a hard-state record's, or a
+    /// format-2 seal's (after its count). `None` for other records and format-1 seals.
+    pub fn hard_state(&self) -> Option<Result<CarriedHardState<'_>, Corruption>> {
+        match self.record_type {
+            RECORD_HARD_STATE => Some(decode_hard_state(self.payload)),
+            RECORD_SEAL if self.payload.len() > SEAL_PAYLOAD_BYTES => {
+                Some(decode_hard_state(&self.payload[SEAL_PAYLOAD_BYTES..]))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A hard state as a record carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarriedHardState<'a> {
+    /// Counts the hard-state records of the store: each new one is one above the last.
+    pub sequence: u64,
+    /// The hard state.
+    pub hard_state: HardState,
+    /// The engine's metadata.
+    pub metadata: &'a [u8],
+}
+
+impl CarriedHardState<'_> {
+    /// An owned copy.
+    pub fn to_stored(self) -> StoredHardState {
+        StoredHardState {
+            sequence: self.sequence,
+            hard_state: self.hard_state,
+            metadata: self.metadata.to_vec(),
+        }
+    }
+}
+
+/// A hard state found on disk, owned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredHardState {
+    /// The record's sequence.
+    pub sequence: u64,
+    /// The hard state.
+    pub hard_state: HardState,
+    /// The engine's metadata.
+    pub metadata: Vec<u8>,
+}
+
+/// Appends the payload of a hard-state record (or of a seal, after its count).
+///
+/// ```text
+///  0  version       u8   1
+///  1  reserved      u8   0
+///  2  metadata_len  u16  at most METADATA_BYTES_MAX
+///  4  reserved      u32  0
+///  8  sequence      u64  of the hard-state record (a seal repeats the last one's)
+/// 16  term          u64
+/// 24  vote          u64
+/// 32  commit        u64
+/// 40  metadata      [u8; metadata_len]
+/// ```
+pub fn encode_hard_state(carried: CarriedHardState<'_>, out: &mut Vec<u8>) {
+    let metadata_len =
+        u16::try_from(carried.metadata.len()).expect("metadata checked by the caller");
+    out.extend_from_slice(&[HARD_STATE_VERSION, 0]);
+    out.extend_from_slice(&metadata_len.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    let HardState { term, vote, commit } = carried.hard_state;
+    for field in [carried.sequence, term, vote, commit] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(carried.metadata);
+}
+
+/// Decodes a hard-state payload (the record's checksum already verified).
+pub fn decode_hard_state(payload: &[u8]) -> Result<CarriedHardState<'_>, Corruption> {
+    let fixed =
+        payload.get(..HARD_STATE_PAYLOAD_BYTES).ok_or(Corruption::Field("hard state length"))?;
+    if fixed[0] != HARD_STATE_VERSION {
+        return Err(Corruption::Identity("unknown hard state version"));
+    }
+    let metadata_len = usize::from(u16_at(fixed, 2));
+    if metadata_len > METADATA_BYTES_MAX || payload.len() != HARD_STATE_PAYLOAD_BYTES + metadata_len
+    {
+        return Err(Corruption::Field("hard state metadata length"));
+    }
+    let hard_state = HardState::new(u64_at(fixed, 16), u64_at(fixed, 24), u64_at(fixed, 32));
+    if hard_state.commit > INDEX_MAX {
+        return Err(Corruption::Field("hard state commit"));
+    }
+    let metadata = &payload[HARD_STATE_PAYLOAD_BYTES..];
+    Ok(CarriedHardState { sequence: u64_at(fixed, 8), hard_state, metadata })
 }
 
 /// The `sync_lag` of a record at `index` written when `durable_index` was durable. Saturation
@@ -285,9 +383,20 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
         RECORD_SYNC_MARK if record.index <= INDEX_MAX && payload_len == 0 && !record.compressed => {
             Ok(record)
         }
+        RECORD_HARD_STATE
+            if record.index <= INDEX_MAX
+                && (HARD_STATE_PAYLOAD_BYTES..=HARD_STATE_PAYLOAD_BYTES + METADATA_BYTES_MAX)
+                    .contains(&payload_len)
+                && !record.compressed =>
+        {
+            Ok(record)
+        }
         RECORD_SEAL
             if record.index <= INDEX_MAX
-                && payload_len == SEAL_PAYLOAD_BYTES
+                && (payload_len == SEAL_PAYLOAD_BYTES
+                    || (SEAL_PAYLOAD_BYTES + HARD_STATE_PAYLOAD_BYTES
+                        ..=SEAL_PAYLOAD_BYTES + HARD_STATE_PAYLOAD_BYTES + METADATA_BYTES_MAX)
+                        .contains(&payload_len))
                 && !record.compressed =>
         {
             Ok(record)

@@ -10,8 +10,8 @@
 use std::io;
 
 use super::format::{
-    decode_record, peek_payload_len, RecordSeed, SegmentHeader, RECORD_ENTRY, RECORD_HEADER_BYTES,
-    RECORD_SEAL, RECORD_SYNC_MARK, SEGMENT_HEADER_BYTES,
+    decode_record, peek_payload_len, RecordSeed, SegmentHeader, StoredHardState, RECORD_ENTRY,
+    RECORD_HARD_STATE, RECORD_HEADER_BYTES, RECORD_SEAL, RECORD_SYNC_MARK, SEGMENT_HEADER_BYTES,
 };
 use super::Loc;
 use crate::codec::{u16_at, u64_at};
@@ -30,9 +30,11 @@ pub(crate) struct Scanned {
     pub end_offset: u64,
     /// The segment ends with a valid seal record matching its entries.
     pub sealed: bool,
-    /// The index of the sync mark found right after the last entry (an active segment's
-    /// proof that everything up to it was synced), if any.
-    pub synced_through: Option<u64>,
+    /// The last hard state and metadata the segment's records carry (its hard-state records,
+    /// or its format-2 seal), if any.
+    pub hard_state: Option<StoredHardState>,
+    /// Where the seal record lies, when sealed.
+    pub seal_offset: Option<u64>,
     pub tail: Tail,
     pub file_len: u64,
 }
@@ -58,9 +60,6 @@ pub(crate) struct Damage {
     /// A valid record after the damage written when the damaged one was already durable:
     /// (offset, index, durable index when written). Its presence proves corruption.
     pub later_valid: Option<(u64, u64, u64)>,
-    /// The damage starts right after an intact sync mark (`offset` is the mark's): the write
-    /// that followed it did not land whole, so it was never synced.
-    pub after_sync_mark: bool,
     /// From `offset` to the end of the file a single bit is set: rot of space never written,
     /// where no record ever was (a written record has many bits set).
     pub never_written: bool,
@@ -75,6 +74,13 @@ pub(crate) struct HeaderDamage {
     /// Offset of a valid record in the file despite the bad header.
     pub later_valid: Option<u64>,
     pub file_len: u64,
+}
+
+/// What a later record must show to prove damage was synced (see `find_valid_after`).
+#[derive(Debug, Clone, Copy)]
+struct Proof {
+    durable_min: u64,
+    sequence_min: Option<u64>,
 }
 
 /// Reads a file through a window of at most `CHUNK_BYTES` (or one record, if larger).
@@ -128,27 +134,34 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         Ok(set.min(max))
     }
 
-    /// The first valid record after `from` whose index lies in `indexes` and that was written
-    /// when `durable_min` was already durable (any valid record when `durable_min` is 0).
+    /// The first valid record after `from` that proves the damage at `from` was synced: an
+    /// entry, seal or hard-state record whose index lies in `indexes` and that was written when
+    /// `proof.durable_min` was already durable (any such record when it is 0), or a sync mark
+    /// claiming that index, or the hard-state sequence `proof.sequence_min`. The damaged bytes
+    /// precede whatever the claim covers, so the fdatasync behind it covered them too.
     /// Returns (offset, index, durable index when written).
     fn find_valid_after(
         &mut self,
         seed: RecordSeed,
         from: u64,
         indexes: std::ops::RangeInclusive<u64>,
-        durable_min: u64,
+        proof: Proof,
     ) -> io::Result<Option<(u64, u64, u64)>> {
         let mut offset = from + 1;
         while offset + RECORD_HEADER_BYTES as u64 <= self.len {
             let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
             let index = u64_at(header, 8);
-            let plausible = matches!(header[24], RECORD_ENTRY | RECORD_SEAL | RECORD_SYNC_MARK)
-                && u16_at(header, 26) == 0
-                && indexes.contains(&index);
+            let is_mark = header[24] == RECORD_SYNC_MARK;
+            let plausible = u16_at(header, 26) == 0
+                && (is_mark
+                    || matches!(header[24], RECORD_ENTRY | RECORD_SEAL | RECORD_HARD_STATE)
+                        && indexes.contains(&index));
             if plausible {
                 if let Ok(record) = decode_record(seed, self.record_bytes(offset)?) {
                     let durable = record.durable_index_when_written();
-                    if durable >= durable_min {
+                    let mark_proves = record.record_type == RECORD_SYNC_MARK
+                        && proof.sequence_min.is_some_and(|min| record.term >= min);
+                    if durable >= proof.durable_min || mark_proves {
                         return Ok(Some((offset, record.index, durable)));
                     }
                     // Records after a valid one follow it back to back.
@@ -161,12 +174,15 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         Ok(None)
     }
 
-    /// The damage at `offset`, where the record of `expected_index` should start.
+    /// The damage at `offset`, where the record of `expected_index` (or the hard-state record
+    /// after sequence `last_sequence`) should start. `creation_record`: the damaged bytes are a
+    /// format-2 segment's first record, written and fsynced with its header before any other
+    /// write, so any later valid record proves them.
     fn damage(
         &mut self,
         seed: RecordSeed,
-        offset: u64,
-        expected_index: u64,
+        (offset, expected_index, last_sequence): (u64, u64, Option<u64>),
+        creation_record: bool,
         reason: Corruption,
     ) -> io::Result<Damage> {
         // Records are at least a header long: no later index can exceed this.
@@ -180,9 +196,11 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
                 seed,
                 offset,
                 expected_index..=index_max,
-                expected_index,
+                Proof {
+                    durable_min: if creation_record { 0 } else { expected_index },
+                    sequence_min: last_sequence.map(|last| last + 1),
+                },
             )?,
-            after_sync_mark: false,
             never_written: self.bits_set_from(offset, 2)? == 1,
         })
     }
@@ -223,8 +241,14 @@ pub(crate) fn scan_segment<H: FileHandle>(
         }
         Ok(header) => header,
         Err(reason) => {
-            let later_valid =
-                reader.find_valid_after(seed, 0, 1..=u64::MAX, 0)?.map(|(offset, ..)| offset);
+            let later_valid = reader
+                .find_valid_after(
+                    seed,
+                    0,
+                    1..=u64::MAX,
+                    Proof { durable_min: 0, sequence_min: None },
+                )?
+                .map(|(offset, ..)| offset);
             return Ok(Err(HeaderDamage {
                 reason,
                 identity: false,
@@ -238,11 +262,13 @@ pub(crate) fn scan_segment<H: FileHandle>(
         locs: Vec::new(),
         end_offset: SEGMENT_HEADER_BYTES as u64,
         sealed: false,
-        synced_through: None,
+        hard_state: None,
+        seal_offset: None,
         tail: Tail::Clean,
         file_len: reader.len,
     };
     let mut last_term = header.prev_term;
+    let version = u16_at(reader.bytes(0, SEGMENT_HEADER_BYTES)?, 4);
     while scanned.end_offset < reader.len {
         let offset = scanned.end_offset;
         let expected_index = header.first_index + scanned.locs.len() as u64;
@@ -261,10 +287,16 @@ pub(crate) fn scan_segment<H: FileHandle>(
             }
             Ok(record) if record.record_type == RECORD_SEAL => {
                 let count = scanned.locs.len() as u64;
+                let carried = record.hard_state().transpose();
                 if record.index == expected_index - 1
                     && record.term == last_term
                     && record.seal_count() == Some(count)
+                    && carried.is_ok()
                 {
+                    if let Ok(Some(carried)) = carried {
+                        scanned.hard_state = Some(carried.to_stored());
+                    }
+                    scanned.seal_offset = Some(offset);
                     scanned.end_offset += record.encoded_len() as u64;
                     scanned.sealed = true;
                     return Ok(Ok(scanned));
@@ -272,24 +304,39 @@ pub(crate) fn scan_segment<H: FileHandle>(
                 Corruption::BadSeal
             }
             Ok(record)
+                if record.record_type == RECORD_HARD_STATE
+                    && record.index == expected_index - 1 =>
+            {
+                let last_sequence = scanned.hard_state.as_ref().map(|h| h.sequence);
+                match record.hard_state() {
+                    Some(Ok(carried))
+                        if last_sequence.is_none_or(|last| carried.sequence > last) =>
+                    {
+                        scanned.hard_state = Some(carried.to_stored());
+                        scanned.end_offset += record.encoded_len() as u64;
+                        continue;
+                    }
+                    Some(Ok(_)) => Corruption::Field("hard state sequence out of order"),
+                    Some(Err(reason)) => reason,
+                    None => unreachable!("a hard-state record carries a hard state"),
+                }
+            }
+            Ok(record)
                 if record.record_type == RECORD_SYNC_MARK && record.index < expected_index =>
             {
-                // The mark ends the records; what follows it is a tail of its own.
-                scanned.synced_through = Some(record.index);
-                let after = offset + record.encoded_len() as u64;
-                if !reader.zeros_from(after)? {
-                    let reason = Corruption::Field("bytes after the sync mark");
-                    let damage = reader.damage(seed, offset, expected_index, reason)?;
-                    scanned.tail = Tail::Damaged(Damage { after_sync_mark: true, ..damage });
-                }
-                break;
+                scanned.end_offset += record.encoded_len() as u64;
+                continue;
             }
             Ok(_) => Corruption::Field("record index out of sequence"),
             Err(super::format::RecordError::Invalid(reason)) => reason,
             Err(super::format::RecordError::Truncated) => Corruption::Field("record length"),
         };
         if !reader.zeros_from(offset)? {
-            scanned.tail = Tail::Damaged(reader.damage(seed, offset, expected_index, reason)?);
+            let creation_record = version >= 2 && offset == SEGMENT_HEADER_BYTES as u64;
+            let last_sequence = scanned.hard_state.as_ref().map(|h| h.sequence);
+            let at = (offset, expected_index, last_sequence);
+            let damage = reader.damage(seed, at, creation_record, reason)?;
+            scanned.tail = Tail::Damaged(damage);
         }
         break;
     }

@@ -24,7 +24,7 @@ impl<F: FileSystem> LogStore<F> {
             inner.sync()?;
         }
         let _gate = inner.sync_gate();
-        let _writer = lock(&inner.writer);
+        let writer = lock(&inner.writer);
         let (prev_term, segment_id_min) = {
             let log = read(&inner.log);
             if index < log.first_index {
@@ -37,10 +37,12 @@ impl<F: FileSystem> LogStore<F> {
             let holder = log.segment_position(index + 1).map_or(log.active(), |p| &log.segments[p]);
             (log.term(index)?, holder.id)
         };
+        let hard_state = writer.hard_state;
         inner.poison_on_err(inner.store_meta(|meta| Meta {
             first_index: index + 1,
             prev_term,
             segment_id_min,
+            hard_state,
             ..meta
         }))?;
         let dead = {

@@ -39,7 +39,7 @@ pub(super) struct Repairs<H> {
     pub remove: Vec<PathBuf>,
     pub cut: Option<Cut<H>>,
     /// Sealed segments (by id) whose index must be rebuilt, and why.
-    pub rebuild: Vec<(u64, IndexProblem)>,
+    pub rebuild: Vec<(u64, u64, IndexProblem)>,
 }
 
 /// What recovery found, named after the row of the decision table that decides it.
@@ -71,8 +71,8 @@ pub(super) enum Finding<H> {
     BrokenChain { path: PathBuf, index: u64 },
     /// R13: the commit index lies beyond the recovered last index.
     CommitBeyondLog { path: PathBuf, offset: u64, commit: u64, last_index: u64 },
-    /// R14: a sealed segment's index cannot be used.
-    IndexUnusable { segment_id: u64, problem: IndexProblem },
+    /// R14: a sealed segment's index cannot be used (its seal lies at `seal_offset`).
+    IndexUnusable { segment_id: u64, seal_offset: u64, problem: IndexProblem },
     /// R15: an index file beside the unsealed last segment or of no live segment.
     StaleIndex { path: PathBuf },
 }
@@ -143,8 +143,8 @@ pub(super) fn decide<H>(
             let reason = Corruption::CommitBeyondLog { commit, last_index };
             return Err(Error::corrupt(path, offset, Some(last_index + 1..commit + 1), reason));
         }
-        Finding::IndexUnusable { segment_id, problem } => {
-            repairs.rebuild.push((segment_id, problem))
+        Finding::IndexUnusable { segment_id, seal_offset, problem } => {
+            repairs.rebuild.push((segment_id, seal_offset, problem))
         }
         Finding::StaleIndex { path } => repairs.remove.push(path),
     }
@@ -267,7 +267,11 @@ mod tests {
             ),
             (
                 "R14",
-                Finding::IndexUnusable { segment_id: 2, problem: IndexProblem::Missing },
+                Finding::IndexUnusable {
+                    segment_id: 2,
+                    seal_offset: 96,
+                    problem: IndexProblem::Missing,
+                },
                 proceeds(0, false, 1, false),
             ),
             ("R15", Finding::StaleIndex { path: path() }, proceeds(1, false, 0, false)),

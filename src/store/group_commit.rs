@@ -20,9 +20,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{lock, read, Inner, LogStore};
+use bytes::Bytes;
+
+use super::writer::Writer;
+use super::{lock, read, write, Inner, LogStore};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
+use crate::hard_state::HardState;
 use crate::options::SyncPolicy;
 
 impl<F: FileSystem> LogStore<F> {
@@ -71,12 +75,11 @@ impl<F: FileSystem> Inner<F> {
     }
     pub(super) fn sync(&self) -> Result<u64> {
         self.check_writable()?;
-        let target = read(&self.log).last_index();
+        let target = self.writes.load(Ordering::Acquire);
         let mut busy = lock(&self.sync_busy);
         loop {
-            let durable = self.durable_index.load(Ordering::Acquire);
-            if durable >= target {
-                return Ok(durable);
+            if self.synced_writes.load(Ordering::Acquire) >= target {
+                return Ok(self.durable_index.load(Ordering::Acquire));
             }
             self.check_writable()?;
             if !*busy {
@@ -87,24 +90,65 @@ impl<F: FileSystem> Inner<F> {
         *busy = true;
         drop(busy);
         let _gate = SyncGate { busy: &self.sync_busy, done: &self.sync_done };
-        let (file, path, segment_id, upto) = {
+        let (file, path, segment_id, covered) = {
             let mut writer = lock(&self.writer);
             writer.bytes_since_sync = 0;
-            let upto = read(&self.log).last_index();
-            (Arc::clone(&writer.file), writer.path.clone(), writer.segment_id, upto)
+            let covered = Synced::of(&writer, read(&self.log).last_index());
+            (Arc::clone(&writer.file), writer.path.clone(), writer.segment_id, covered)
         };
         if self.options.sync_policy != SyncPolicy::Never {
             self.poison_on_err(file.sync_data().ctx("sync_data", &path))?;
             // The mark goes in before `upto` is reported durable, so a process crash after
             // the report keeps the proof. A rotation meanwhile sealed (and fsynced) the
-            // segment: the seal proves it instead.
+            // segment, and the new segment's creation proves the rest.
             let mut writer = lock(&self.writer);
             if writer.segment_id == segment_id {
-                self.poison_on_err(writer.write_sync_mark(self.store_uid, upto))?;
+                let mark = writer.write_sync_mark(self.store_uid, covered.upto, covered.sequence);
+                self.poison_on_err(mark)?;
             }
         }
-        self.durable_index.fetch_max(upto, Ordering::AcqRel);
+        self.publish(covered);
         Ok(self.durable_index.load(Ordering::Acquire))
+    }
+
+    /// Records that everything the writer wrote so far is durable (after a seal's or a new
+    /// segment's fsync, with the writer lock held).
+    pub(super) fn publish_synced(&self, writer: &Writer<F::File>) {
+        let upto = read(&self.log).last_index();
+        self.publish(Synced::of(writer, upto));
+    }
+
+    /// Makes `covered` the durable state, unless a later one was published already.
+    fn publish(&self, covered: Synced) {
+        self.durable_index.fetch_max(covered.upto, Ordering::AcqRel);
+        let mut log = write(&self.log);
+        if covered.writes > self.synced_writes.load(Ordering::Acquire) {
+            self.synced_writes.store(covered.writes, Ordering::Release);
+            log.hard_state = covered.hard_state;
+            log.metadata = covered.metadata;
+        }
+    }
+}
+
+/// What an fsync covers: the writes counted so far, the last index, and the hard state and
+/// metadata last written.
+pub(super) struct Synced {
+    writes: u64,
+    upto: u64,
+    sequence: u64,
+    hard_state: HardState,
+    metadata: Bytes,
+}
+
+impl Synced {
+    fn of<H>(writer: &Writer<H>, upto: u64) -> Self {
+        Synced {
+            writes: writer.writes,
+            upto,
+            sequence: writer.hard_state_sequence,
+            hard_state: writer.hard_state,
+            metadata: writer.metadata.clone(),
+        }
     }
 }
 

@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
 use group_commit::spawn_flusher;
 pub use recover::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use state::LogState;
@@ -42,9 +44,9 @@ use crate::entry::{Entry, INDEX_MAX};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, StdFs};
 use crate::hard_state::HardState;
-use crate::meta::{Meta, MetaFile};
+use crate::meta::{check_hard_state, Meta, MetaFile};
 use crate::options::{Options, SyncPolicy};
-use crate::segment::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::segment::format::{METADATA_BYTES_MAX, RECORD_HEADER_BYTES};
 
 /// The persistent log of one Raft group, with its hard state.
 ///
@@ -72,6 +74,10 @@ pub(crate) struct Inner<F: FileSystem> {
     writer: Mutex<Writer<F::File>>,
     /// The meta file; its current slot mirrors `log.hard_state`, `first_index`, `prev_term`.
     meta: Mutex<MetaFile<F>>,
+    /// Records written so far (`Writer::writes`, mirrored for `sync` to read without the
+    /// writer lock), and how many of them the last published fsync covered.
+    writes: AtomicU64,
+    synced_writes: AtomicU64,
     /// Highest index known durable, inclusive; `<= log.last_index()`. Raised by the holder of
     /// the sync gate after its fdatasync, or by a seal; lowered only by truncation and reset,
     /// under the gate.
@@ -124,6 +130,8 @@ impl<F: FileSystem> LogStore<F> {
             log: RwLock::new(recovered.log),
             writer: Mutex::new(recovered.writer),
             meta: Mutex::new(recovered.meta),
+            writes: AtomicU64::new(0),
+            synced_writes: AtomicU64::new(0),
             durable_index: AtomicU64::new(durable_index),
             poisoned: AtomicBool::new(false),
             sync_busy: Mutex::new(false),
@@ -177,35 +185,31 @@ impl<F: FileSystem> LogStore<F> {
         read(&self.inner.log).hard_state
     }
 
+    /// The durable engine metadata kept with the hard state (empty until set).
+    pub fn metadata(&self) -> Bytes {
+        read(&self.inner.log).metadata.clone()
+    }
+
     /// Appends entries that follow `last_index()` contiguously, with terms never below the
     /// previous entry's. They are durable after the next `sync` (or per the sync policy).
     pub fn append(&self, entries: &[Entry]) -> Result<()> {
-        let inner = &*self.inner;
-        inner.check_writable()?;
-        let Some(first) = entries.first() else { return Ok(()) };
-        let mut writer = lock(&inner.writer);
-        let (last_index, last_term) = {
-            let log = read(&inner.log);
-            (log.last_index(), log.last_term())
-        };
-        check_batch(entries, (last_index, last_term), inner.options.entry_bytes_max)?;
-        let batch_bytes: u64 =
-            entries.iter().map(|e| (RECORD_HEADER_BYTES + e.payload.len()) as u64).sum();
-        let active_has_records = writer.write_offset > SEGMENT_HEADER_BYTES as u64;
-        if active_has_records && writer.write_offset + batch_bytes > inner.options.segment_bytes_max
-        {
-            inner.poison_on_err(inner.rotate(&mut writer, first.index))?;
-        }
-        let durable = inner.durable_index.load(Ordering::Acquire);
-        let locs = inner.poison_on_err(writer.write_entries(inner.store_uid, entries, durable))?;
-        write(&inner.log).active_mut().push(locs);
-        let sync_now = matches!(inner.options.sync_policy,
-            SyncPolicy::Auto { bytes, .. } if bytes > 0 && writer.bytes_since_sync >= bytes);
-        drop(writer);
-        if sync_now {
-            inner.sync()?;
-        }
-        Ok(())
+        self.inner.write(entries, None, None)
+    }
+
+    /// Persists one Raft `Ready` with a single fdatasync: appends `entries`, then records the
+    /// hard state and the engine metadata when given (each kept as it was when `None`), and
+    /// makes all of it durable. Returns the durable last index. The whole call is checked
+    /// before anything is written: the batch as `append` checks it, the hard state as
+    /// `set_hard_state` does (its commit may reach the entries of this call), the metadata
+    /// against `METADATA_BYTES_MAX`.
+    pub fn persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+        metadata: Option<&[u8]>,
+    ) -> Result<u64> {
+        self.inner.write(entries, hard_state, metadata)?;
+        self.inner.sync()
     }
 
     /// Checks, without writing, that `entries` could be appended after `(prev_index,
@@ -234,25 +238,18 @@ impl<F: FileSystem> LogStore<F> {
         Ok(())
     }
 
-    /// Makes `hard_state` durable. A term below the current one, another vote in the same
-    /// term, a commit index going backwards or beyond the last index is refused. Entries up to
-    /// the commit index are synced first.
+    /// Makes `hard_state` durable, with one fdatasync that also covers every entry appended
+    /// before it. A term below the current one, another vote in the same term, a commit
+    /// index going backwards or beyond the last index is refused.
     pub fn set_hard_state(&self, hard_state: HardState) -> Result<()> {
-        let inner = &*self.inner;
-        inner.check_writable()?;
-        if hard_state.commit > inner.durable_index.load(Ordering::Acquire) {
-            let last_index = read(&inner.log).last_index();
-            lock(&inner.meta).current().check_hard_state(hard_state, last_index)?;
-            inner.sync()?;
-        }
-        let _gate = inner.sync_gate();
-        let durable_index = inner.durable_index.load(Ordering::Acquire);
-        let current = *lock(&inner.meta).current();
-        current.check_hard_state(hard_state, durable_index)?;
-        if current.hard_state != hard_state {
-            inner.poison_on_err(inner.store_meta(|meta| Meta { hard_state, ..meta }))?;
-        }
-        Ok(())
+        self.persist(&[], Some(hard_state), None).map(drop)
+    }
+
+    /// Makes the engine metadata durable (at most `METADATA_BYTES_MAX` bytes; an engine's own
+    /// state that must survive with the hard state, such as openraft's full vote or raft-rs's
+    /// `ConfState`), with one fdatasync.
+    pub fn set_metadata(&self, metadata: &[u8]) -> Result<()> {
+        self.persist(&[], None, Some(metadata)).map(drop)
     }
 }
 
@@ -302,13 +299,68 @@ fn check_batch(entries: &[Entry], previous: (u64, u64), bytes_max: u64) -> Resul
 }
 
 impl<F: FileSystem> Inner<F> {
-    /// Writes the meta `update` makes of the current one, durably, and mirrors its hard state.
+    /// Writes the meta `update` makes of the current one, durably. Callers hold the writer
+    /// and give the meta the writer's hard state: the stream holds the newest one, the meta a
+    /// copy for when no segment carries one.
     fn store_meta(&self, update: impl FnOnce(Meta) -> Meta) -> Result<()> {
         let mut meta = lock(&self.meta);
         let next = update(*meta.current());
-        meta.store(next)?;
-        drop(meta);
-        write(&self.log).hard_state = next.hard_state;
+        meta.store(next)
+    }
+
+    /// Writes `entries` and, when given, a hard state and metadata record (each kept as it
+    /// was when `None`), after checking all of it; syncs per the sync policy.
+    fn write(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+        metadata: Option<&[u8]>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if entries.is_empty() && hard_state.is_none() && metadata.is_none() {
+            return Ok(());
+        }
+        if let Some(metadata) = metadata.filter(|m| m.len() > METADATA_BYTES_MAX) {
+            let (value, max) = (metadata.len() as u64, METADATA_BYTES_MAX as u64);
+            return Err(Error::LimitExceeded { what: "metadata bytes", value, max });
+        }
+        let mut writer = lock(&self.writer);
+        let (last_index, last_term, active_entries) = {
+            let log = read(&self.log);
+            (log.last_index(), log.last_term(), log.active().record_count())
+        };
+        check_batch(entries, (last_index, last_term), self.options.entry_bytes_max)?;
+        let record = if hard_state.is_some() || metadata.is_some() {
+            let new_last_index = entries.last().map_or(last_index, |e| e.index);
+            let hard_state = hard_state.unwrap_or(writer.hard_state);
+            check_hard_state(writer.hard_state, hard_state, new_last_index)?;
+            let metadata = metadata.map_or_else(|| writer.metadata.clone(), Bytes::copy_from_slice);
+            Some((hard_state, metadata))
+        } else {
+            None
+        };
+        if let Some(first) = entries.first() {
+            let batch_bytes: u64 =
+                entries.iter().map(|e| (RECORD_HEADER_BYTES + e.payload.len()) as u64).sum();
+            if active_entries > 0
+                && writer.write_offset + batch_bytes > self.options.segment_bytes_max
+            {
+                self.poison_on_err(self.rotate(&mut writer, first.index))?;
+            }
+        }
+        let durable = self.durable_index.load(Ordering::Acquire);
+        let written = writer.write_records(self.store_uid, (entries, last_index), record, durable);
+        let locs = self.poison_on_err(written)?;
+        self.writes.store(writer.writes, Ordering::Release);
+        if !locs.is_empty() {
+            write(&self.log).active_mut().push(locs);
+        }
+        let sync_now = matches!(self.options.sync_policy,
+            SyncPolicy::Auto { bytes, .. } if bytes > 0 && writer.bytes_since_sync >= bytes);
+        drop(writer);
+        if sync_now {
+            self.sync()?;
+        }
         Ok(())
     }
 }

@@ -52,8 +52,9 @@ struct ReadRun<H> {
     offset: u64,
     len: u64,
     first_index: u64,
-    /// Term and payload length of each entry of the run.
-    entries: Vec<(u64, u32)>,
+    /// Offset, term and payload length of each entry of the run (hard-state records may lie
+    /// between entries: each is decoded at its own offset).
+    entries: Vec<(u64, u64, u32)>,
 }
 impl<H: FileHandle> ReadRun<H> {
     fn bytes(&self) -> Result<Bytes> {
@@ -82,13 +83,12 @@ impl<H: FileHandle> ReadRun<H> {
     fn read_into(self, store_uid: u64, out: &mut Vec<Entry>) -> Result<()> {
         let buf = self.bytes()?;
         let seed = RecordSeed::new(store_uid, self.segment_id);
-        let mut at = 0usize;
-        for (k, &(term, payload_len)) in self.entries.iter().enumerate() {
+        for (k, &(offset, term, payload_len)) in self.entries.iter().enumerate() {
             let index = self.first_index + k as u64;
-            let corrupt = |reason| {
-                Error::corrupt(&self.path, self.offset + at as u64, Some(index..index + 1), reason)
-            };
-            let record = match decode_record(seed, &buf[at..]) {
+            let corrupt =
+                |reason| Error::corrupt(&self.path, offset, Some(index..index + 1), reason);
+            let at = usize::try_from(offset - self.offset).expect("entries of a run ascend");
+            let record = match decode_record(seed, buf.get(at..).unwrap_or_default()) {
                 Ok(record) => record,
                 Err(RecordError::Invalid(reason)) => return Err(corrupt(reason)),
                 Err(RecordError::Truncated) => {
@@ -105,7 +105,6 @@ impl<H: FileHandle> ReadRun<H> {
                 buf.slice(payload_at..payload_at + record.payload.len())
             };
             out.push(Entry { index, term, payload, kind: record.entry_kind });
-            at += record.encoded_len();
         }
         Ok(())
     }
@@ -150,7 +149,7 @@ impl<F: FileSystem> Inner<F> {
                     runs.push(run);
                     break 'segments;
                 }
-                run.entries.push((loc.term, loc.payload_len));
+                run.entries.push((loc.offset, loc.term, loc.payload_len));
                 run.len = loc.offset + loc.record_len() - run.offset;
                 index += 1;
             }

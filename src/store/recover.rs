@@ -18,15 +18,18 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::decision::{decide, refuse, Cut, Finding, Repairs};
 use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{create_dir_durable, FileHandle, FileSystem};
+use crate::hard_state::HardState;
 use crate::index::{self, IndexProblem};
 use crate::meta::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::options::Options;
-use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::segment::format::{CarriedHardState, SegmentHeader, StoredHardState};
 use crate::segment::{self, read_header, scan_segment, HeaderDamage, Scanned, Tail};
 
 /// File name of the directory lock.
@@ -128,7 +131,7 @@ struct Candidate<H: FileHandle> {
 /// What opening a live segment gave.
 enum Opened<M> {
     /// A valid header (through the index, or a scan).
-    Segment(Found<M>),
+    Segment(Box<Found<M>>),
     /// A header that could not be used.
     DamagedHeader(HeaderDamage),
 }
@@ -140,6 +143,12 @@ struct Found<M> {
     sealed: bool,
     tail: Tail,
     file_len: u64,
+    /// End of the valid records (for a sealed segment, past its seal).
+    records_end: u64,
+    /// Where a sealed segment's seal lies.
+    seal_offset: Option<u64>,
+    /// The last hard state and metadata the segment carries, if any (format 2).
+    hard_state: Option<StoredHardState>,
     /// Why the segment's index must be rebuilt, when it is sealed and its index unusable (R14).
     index_rebuild: Option<IndexProblem>,
 }
@@ -152,9 +161,20 @@ impl<M> Found<M> {
             sealed: scanned.sealed,
             tail: scanned.tail,
             file_len: scanned.file_len,
+            records_end: scanned.end_offset,
+            seal_offset: scanned.seal_offset,
+            hard_state: scanned.hard_state,
             index_rebuild: None,
         }
     }
+}
+
+/// What the live segments tell recovery beyond their entries.
+struct LastSegment {
+    /// The newest hard state and metadata they carry (none in format-1 segments).
+    hard_state: Option<StoredHardState>,
+    /// Where its valid records end: the write position, if it stays active.
+    records_end: u64,
 }
 
 pub(crate) fn recover<F: FileSystem>(
@@ -192,8 +212,8 @@ pub(crate) fn recover<F: FileSystem>(
     }
     let candidates = open_candidates(fs, dir, current.store_uid, &live)?;
     for candidate in &candidates {
-        let indexed =
-            matches!(&candidate.opened, Opened::Segment(Found { locs: Locs::Indexed(_), .. }));
+        let indexed = matches!(&candidate.opened,
+            Opened::Segment(found) if matches!(found.locs, Locs::Indexed(_)));
         report.indexed_segments += usize::from(indexed);
         report.scanned_bytes += match &candidate.opened {
             _ if indexed => 0,
@@ -201,15 +221,39 @@ pub(crate) fn recover<F: FileSystem>(
             Opened::DamagedHeader(damage) => damage.file_len,
         };
     }
-    let mut log = assemble(&current, candidates, &mut repairs, &mut report)?;
+    let (mut log, last) = assemble(&current, candidates, &mut repairs, &mut report)?;
+    // The newest hard state: the last segment's (format 2 carries it in every segment), or
+    // the meta's (format 1).
+    // The newest hard state: the newest a segment carries (format 2 records it in every
+    // segment), unless the meta's is newer (a truncation or reset copies it there, for when
+    // the new segment's first record is cut); hard states only move forward.
+    let hard_state_sequence = match last.hard_state {
+        Some(stored) => {
+            if newer_than(stored.hard_state, log.hard_state) {
+                log.hard_state = stored.hard_state;
+            }
+            log.metadata = Bytes::from(stored.metadata);
+            stored.sequence
+        }
+        None => 0,
+    };
     check_commit(&log, &mut repairs, &mut report, dir)?;
     apply_repairs(fs, (dir, current.store_uid), options, &mut log, &mut repairs, &mut report)?;
-    let writer = open_active(fs, dir, options, &current, &mut log, next_segment_id)?;
+    let next = (next_segment_id, last.records_end, hard_state_sequence);
+    let writer = open_active(fs, (dir, options), &current, &mut log, next)?;
     report.segments = log.segments.len();
     report.first_index = log.first_index;
     report.last_index = log.last_index();
     report.removed_files = repairs.remove;
     Ok(Recovered { lock, meta, log, writer, report })
+}
+
+/// Whether hard state `a` comes after `b`: the Raft rules only ever raise the term, the
+/// commit index, and the vote from none to one, so this order is total on the hard states
+/// one store writes.
+fn newer_than(a: HardState, b: HardState) -> bool {
+    let key = |h: HardState| (h.term, h.commit, h.vote != 0);
+    key(a) > key(b)
 }
 
 /// Segments a thread opens at least: below that, a thread costs more than it saves.
@@ -258,7 +302,7 @@ fn open_candidate<F: FileSystem>(
     let file = fs.open(&path).ctx("open", &path)?;
     let index_problem = match open_indexed(fs, &path, &file, store_uid, id)? {
         Ok(found) => {
-            let opened = Opened::Segment(found);
+            let opened = Opened::Segment(Box::new(found));
             return Ok(Candidate { id, path, file: Arc::new(file), opened });
         }
         Err(problem) => problem,
@@ -266,7 +310,7 @@ fn open_candidate<F: FileSystem>(
     let opened = match scan_segment(&file, store_uid, id).ctx("read", &path)? {
         Ok(scanned) => {
             let index_rebuild = scanned.sealed.then_some(index_problem);
-            Opened::Segment(Found { index_rebuild, ..Found::from_scan(scanned) })
+            Opened::Segment(Box::new(Found { index_rebuild, ..Found::from_scan(scanned) }))
         }
         Err(damage) => Opened::DamagedHeader(damage),
     };
@@ -299,17 +343,20 @@ fn open_indexed<F: FileSystem>(
         Err(problem) => return Ok(Err(problem)),
     };
     let last_term = verified.index.last_term();
-    if let Err(reason) =
-        index::check_sealed(file, &header, &verified.header, last_term).ctx("read", path)?
-    {
-        return Ok(Err(IndexProblem::Damaged(reason)));
-    }
+    let hard_state =
+        match index::check_sealed(file, &header, &verified.header, last_term).ctx("read", path)? {
+            Ok(hard_state) => hard_state,
+            Err(reason) => return Ok(Err(IndexProblem::Damaged(reason))),
+        };
     Ok(Ok(Found {
         header,
         locs: Locs::Indexed(verified.index),
         sealed: true,
         tail: Tail::Clean,
         file_len,
+        records_end: file_len,
+        seal_offset: Some(verified.header.data_end),
+        hard_state,
         index_rebuild: None,
     }))
 }
@@ -358,7 +405,7 @@ fn assemble<H: FileHandle>(
     mut candidates: Vec<Candidate<H>>,
     repairs: &mut Repairs<H>,
     report: &mut RecoveryReport,
-) -> Result<LogState<H>> {
+) -> Result<(LogState<H>, LastSegment)> {
     let mut previous_must_be_sealed = false;
     if let Some(Candidate { path, opened: Opened::DamagedHeader(damage), .. }) = candidates.last() {
         if !damage.identity && damage.later_valid.is_none() {
@@ -374,11 +421,13 @@ fn assemble<H: FileHandle>(
         first_index: meta.first_index,
         prev_term: meta.prev_term,
         hard_state: meta.hard_state,
+        metadata: Bytes::new(),
     };
+    let mut last = LastSegment { hard_state: None, records_end: 0 };
     let count = candidates.len();
     for (position, Candidate { id, path, file, opened }) in candidates.into_iter().enumerate() {
         let found = match opened {
-            Opened::Segment(found) => found,
+            Opened::Segment(found) => *found,
             Opened::DamagedHeader(damage) => {
                 let offset = damage.later_valid.unwrap_or(0);
                 let finding = Finding::DamagedHeader { path, offset, reason: damage.reason };
@@ -391,8 +440,7 @@ fn assemble<H: FileHandle>(
         }
         if !found.sealed && (!is_last || previous_must_be_sealed) {
             let end = found.header.first_index + found.locs.count();
-            let Locs::Memory(locs) = &found.locs else { unreachable!("indexed means sealed") };
-            let offset = index::data_end(locs);
+            let offset = found.records_end;
             let reason = Corruption::BadSeal;
             let finding = Finding::DamagedSealed { path, offset, indexes: end..end, reason };
             return Err(refuse(finding, repairs, report));
@@ -404,8 +452,15 @@ fn assemble<H: FileHandle>(
             decide(finding, repairs, report)?;
         }
         if let Some(problem) = found.index_rebuild {
-            decide(Finding::IndexUnusable { segment_id: id, problem }, repairs, report)?;
+            let seal_offset =
+                found.seal_offset.expect("a segment to rebuild the index of is sealed");
+            let finding = Finding::IndexUnusable { segment_id: id, seal_offset, problem };
+            decide(finding, repairs, report)?;
         }
+        // Later segments carry later hard states; a segment whose own record was cut (R7)
+        // leaves the one its predecessor's seal carries.
+        let hard_state = found.hard_state.or(last.hard_state.take());
+        last = LastSegment { hard_state, records_end: found.records_end };
         let bounds = (found.header.first_index, found.header.prev_term);
         log.segments.push(Segment::new(id, path, file, bounds, found.locs, found.sealed));
     }
@@ -416,7 +471,7 @@ fn assemble<H: FileHandle>(
             decide(finding, repairs, report)?;
         }
     }
-    Ok(log)
+    Ok((log, last))
 }
 
 /// Rows R7 to R9 for the bytes after a segment's last valid record.
@@ -429,7 +484,8 @@ fn classify_tail<H: FileHandle>(
     let Tail::Damaged(damage) = &found.tail else { return None };
     let (path, offset) = (path.to_path_buf(), damage.offset);
     if let Some((_, later_index, _)) = damage.later_valid {
-        let indexes = damage.expected_index..later_index + 1;
+        // A sync mark may prove a damaged hard-state record that no entry follows.
+        let indexes = damage.expected_index..(later_index + 1).max(damage.expected_index);
         return Some(Finding::DamagedBeforeDurable { path, offset, indexes });
     }
     if !is_last {
@@ -442,9 +498,8 @@ fn classify_tail<H: FileHandle>(
             reason: damage.reason.clone(),
         });
     }
-    let proven_unsynced = damage.after_sync_mark || damage.never_written;
     let durability =
-        if proven_unsynced { TailDurability::Unsynced } else { TailDurability::Unknown };
+        if damage.never_written { TailDurability::Unsynced } else { TailDurability::Unknown };
     Some(Finding::TornTail {
         cut: Cut { file: Arc::clone(file), path, offset },
         file_len: found.file_len,
@@ -523,10 +578,10 @@ fn apply_repairs<F: FileSystem>(
         }
         file.sync_data().ctx("sync_data", path)?;
     }
-    for (id, problem) in std::mem::take(&mut repairs.rebuild) {
+    for (id, seal_offset, problem) in std::mem::take(&mut repairs.rebuild) {
         let Some(segment) = log.segments.iter_mut().find(|s| s.id == id) else { continue };
         let path = segment.index_path();
-        segment.locs = Locs::Indexed(rebuild_index(fs, store_uid, segment)?);
+        segment.locs = Locs::Indexed(rebuild_index(fs, store_uid, segment, seal_offset)?);
         report.rebuilt_indexes.push(IndexRebuild { path, reason: problem.reason() });
     }
     let mut removed = Vec::new();
@@ -549,11 +604,11 @@ fn rebuild_index<F: FileSystem>(
     fs: &F,
     store_uid: u64,
     segment: &Segment<F::File>,
+    data_end: u64,
 ) -> Result<index::MappedIndex<F>> {
     let Locs::Memory(locs) = &segment.locs else {
         unreachable!("only scanned segments are rebuilt")
     };
-    let data_end = index::data_end(locs);
     let mut seal_crc = [0u8; 4];
     segment.file.read_exact_at(&mut seal_crc, data_end).ctx("read", &segment.path)?;
     let header = index::IndexHeader {
@@ -571,22 +626,19 @@ fn rebuild_index<F: FileSystem>(
 /// Reopens the last segment for appends, or creates a new active segment after it.
 fn open_active<F: FileSystem>(
     fs: &F,
-    dir: &Path,
-    options: &Options,
+    (dir, options): (&Path, &Options),
     meta: &Meta,
     log: &mut LogState<F::File>,
-    next_segment_id: u64,
+    (next_segment_id, records_end, hard_state_sequence): (u64, u64, u64),
 ) -> Result<Writer<F::File>> {
+    let carried = (log.hard_state, log.metadata.clone(), hard_state_sequence);
     if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
-        let Locs::Memory(locs) = &active.locs else {
-            unreachable!("an unsealed segment is scanned")
-        };
         // Recovered records may still sit in the page cache only (a clean restart without a
         // crash): sync them so everything the store starts with is durable.
         active.file.sync_data().ctx("sync_data", &active.path)?;
-        let mut writer = Writer::new(active, index::data_end(locs), next_segment_id)
+        let mut writer = Writer::new(active, records_end, next_segment_id, carried)
             .with_compression(options.compression);
-        writer.write_sync_mark(meta.store_uid, log.last_index())?;
+        writer.write_sync_mark(meta.store_uid, log.last_index(), hard_state_sequence)?;
         return Ok(writer);
     }
     let header = match log.segments.last() {
@@ -609,8 +661,15 @@ fn open_active<F: FileSystem>(
             prev_term: meta.prev_term,
         },
     };
-    let segment = create_segment(fs, dir, options, &header)?;
-    let writer = Writer::new(&segment, SEGMENT_HEADER_BYTES as u64, next_segment_id + 1)
+    let mut writer_state = carried;
+    writer_state.2 += 1;
+    let new_record = CarriedHardState {
+        sequence: writer_state.2,
+        hard_state: writer_state.0,
+        metadata: &writer_state.1,
+    };
+    let (segment, records_start) = create_segment(fs, dir, options, &header, new_record)?;
+    let writer = Writer::new(&segment, records_start, next_segment_id + 1, writer_state)
         .with_compression(options.compression);
     log.segments.push(segment);
     Ok(writer)

@@ -7,23 +7,39 @@
 
 use std::sync::atomic::Ordering;
 
-use super::state::Locs;
+use super::state::{Locs, Segment};
 use super::writer::{create_segment, Writer};
 use super::{read, write, Inner};
 use crate::error::Result;
 use crate::fs::FileSystem;
 use crate::index::{self, IndexHeader};
-use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::segment::format::SegmentHeader;
 
 impl<F: FileSystem> Inner<F> {
     /// Seals the active segment (fsynced) and starts a new one whose first index is `first`.
     pub(super) fn rotate(&self, writer: &mut Writer<F::File>, first: u64) -> Result<()> {
         let prev_term = self.seal_active(writer)?;
         let header = self.next_header(writer, first, writer.segment_id, prev_term);
-        let segment = create_segment(&self.fs, &self.dir, &self.options, &header)?;
-        writer.switch_to(&segment, SEGMENT_HEADER_BYTES as u64);
+        let segment = self.start_segment(writer, &header)?;
         write(&self.log).segments.push(segment);
         Ok(())
+    }
+
+    /// Creates the segment `header` describes, starting with the writer's hard state, and
+    /// makes it the writer's active segment; everything written before is durable by then (a
+    /// seal or a reset's meta preceded it, and the creation is fsynced). The caller puts the
+    /// segment in the log.
+    pub(super) fn start_segment(
+        &self,
+        writer: &mut Writer<F::File>,
+        header: &SegmentHeader,
+    ) -> Result<Segment<F::File>> {
+        writer.hard_state_sequence += 1;
+        let (segment, records_start) =
+            create_segment(&self.fs, &self.dir, &self.options, header, writer.carried())?;
+        writer.switch_to(&segment, records_start);
+        self.publish_synced(writer);
+        Ok(segment)
     }
     /// Seals the active segment (seal record fsynced), writes its index and switches it to
     /// the mapped index. Returns the term of its last record.
@@ -60,6 +76,7 @@ impl<F: FileSystem> Inner<F> {
             active.sealed = true;
         }
         self.durable_index.fetch_max(last.0, Ordering::AcqRel);
+        self.publish_synced(writer);
         Ok(last.1)
     }
     pub(super) fn next_header(

@@ -148,8 +148,11 @@ pub(crate) struct LogState<H: FileHandle> {
     pub first_index: u64,
     /// Term of `first_index - 1` (0 for a new log).
     pub prev_term: u64,
-    /// The durable hard state: the meta file's current slot. `commit <= last_index()`.
+    /// The durable hard state: the newest record of it that an fsync covered (or the meta
+    /// file's, for a format-1 store). `commit <= last_index()`.
     pub hard_state: HardState,
+    /// The durable engine metadata kept with it.
+    pub metadata: Bytes,
 }
 
 impl<H: FileHandle> LogState<H> {

@@ -8,13 +8,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::writer::{create_segment, Writer};
+use super::writer::Writer;
 use super::{lock, read, write, Inner, LogStore};
 use crate::entry::INDEX_MAX;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::meta::Meta;
-use crate::segment::format::SEGMENT_HEADER_BYTES;
 
 impl<F: FileSystem> LogStore<F> {
     /// Drops `[from, last_index()]`, durably. Refused at or below the commit index.
@@ -74,9 +73,13 @@ impl<F: FileSystem> Inner<F> {
                 None => (0, log.prev_term),
             }
         };
+        // The segments the new one overrides go, and with them their copies of the hard
+        // state: the meta keeps one, in case the new segment's first record rots before
+        // anything follows it.
+        let hard_state = writer.hard_state;
+        self.store_meta(|meta| Meta { hard_state, ..meta })?;
         let header = self.next_header(writer, from, prev_id, prev_term);
-        let segment = create_segment(&self.fs, &self.dir, &self.options, &header)?;
-        writer.switch_to(&segment, SEGMENT_HEADER_BYTES as u64);
+        let segment = self.start_segment(writer, &header)?;
         let dead = {
             let mut log = write(&self.log);
             let dead = log.truncate_from(from);
@@ -94,14 +97,18 @@ impl<F: FileSystem> Inner<F> {
         prev_term: u64,
     ) -> Result<()> {
         let header = self.next_header(writer, first_index, 0, prev_term);
+        // The meta keeps the hard state too: if the new segment's first record (its only
+        // other copy, the old segments being dead) rots before anything follows it, the
+        // hard state survives.
+        let hard_state = writer.hard_state;
         self.store_meta(|meta| Meta {
             first_index,
             prev_term,
             segment_id_min: header.segment_id,
+            hard_state,
             ..meta
         })?;
-        let segment = create_segment(&self.fs, &self.dir, &self.options, &header)?;
-        writer.switch_to(&segment, SEGMENT_HEADER_BYTES as u64);
+        let segment = self.start_segment(writer, &header)?;
         let dead = {
             let mut log = write(&self.log);
             log.first_index = first_index;

@@ -7,18 +7,24 @@
 //!    returned (segment invariant 1).
 //! 3. `seal` writes the seal record and fsyncs before the caller creates the next segment
 //!    (segment invariant 2).
-//! 4. A sync mark, if any, lies at `write_offset`, after every record: the next write
-//!    overwrites it.
+//! 4. A sync mark is appended after each fdatasync; it claims indexes and hard-state
+//!    sequences, never byte positions, so records written meanwhile do not falsify it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::state::{Locs, Segment};
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
+use crate::hard_state::HardState;
 use crate::options::{Compression, Options};
-use crate::segment::format::{sync_lag, Record, RecordSeed, SegmentHeader, RECORD_ENTRY};
+use crate::segment::format::{
+    encode_hard_state, sync_lag, CarriedHardState, Record, RecordSeed, SegmentHeader,
+    HARD_STATE_PAYLOAD_BYTES, RECORD_ENTRY, RECORD_HARD_STATE,
+};
 use crate::segment::{self, Loc};
 
 /// Eligible payloads not tried after one that did not compress.
@@ -76,12 +82,26 @@ pub(crate) struct Writer<H> {
     pub next_segment_id: u64,
     /// Bytes appended since the last sync (for `SyncPolicy::Auto`).
     pub bytes_since_sync: u64,
+    /// Counts every write to the active segment (records, not sync marks): the group commit
+    /// compares it with what the last fsync covered.
+    pub writes: u64,
+    /// The hard state and engine metadata last written to the stream (durable once the
+    /// stream is synced through them): what a seal and a new segment carry.
+    pub hard_state: HardState,
+    pub metadata: Bytes,
+    /// The sequence of the last hard-state record written (the store's count of them).
+    pub hard_state_sequence: u64,
     buf: Vec<u8>,
     compressor: Option<Compressor>,
 }
 
 impl<H: FileHandle> Writer<H> {
-    pub fn new(active: &Segment<H>, write_offset: u64, next_segment_id: u64) -> Self {
+    pub fn new(
+        active: &Segment<H>,
+        write_offset: u64,
+        next_segment_id: u64,
+        (hard_state, metadata, hard_state_sequence): (HardState, Bytes, u64),
+    ) -> Self {
         assert!(
             next_segment_id > active.id,
             "segment ids only grow: {next_segment_id} <= {}",
@@ -94,6 +114,10 @@ impl<H: FileHandle> Writer<H> {
             write_offset,
             next_segment_id,
             bytes_since_sync: 0,
+            writes: 0,
+            hard_state,
+            metadata,
+            hard_state_sequence,
             buf: Vec::new(),
             compressor: None,
         }
@@ -120,12 +144,14 @@ impl<H: FileHandle> Writer<H> {
         RecordSeed::new(store_uid, self.segment_id)
     }
 
-    /// Writes `entries` as one write at `write_offset`; returns their locations.
+    /// Writes `entries`, then (if given) a hard-state record, as one write at `write_offset`;
+    /// returns the entries' locations. `last_index` is the log's last index before `entries`;
     /// `durable_index` is recorded in each record as its `sync_lag`.
-    pub fn write_entries(
+    pub fn write_records(
         &mut self,
         store_uid: u64,
-        entries: &[Entry],
+        (entries, last_index): (&[Entry], u64),
+        hard_state: Option<(HardState, Bytes)>,
         durable_index: u64,
     ) -> Result<Vec<Loc>> {
         let seed = self.seed(store_uid);
@@ -149,21 +175,48 @@ impl<H: FileHandle> Writer<H> {
                 u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
             locs.push(Loc { offset, term: entry.term, stored_len, payload_len });
         }
+        if let Some((hard_state, metadata)) = hard_state {
+            let last_index = entries.last().map_or(last_index, |e| e.index);
+            let lag = sync_lag(last_index, durable_index);
+            let sequence = self.hard_state_sequence + 1;
+            let carried = CarriedHardState { sequence, hard_state, metadata: &metadata };
+            encode_hard_state_record(seed, (last_index, lag), carried, &mut self.buf);
+            self.hard_state = hard_state;
+            self.metadata = metadata;
+            self.hard_state_sequence = sequence;
+        }
         self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
         self.write_offset += self.buf.len() as u64;
         self.bytes_since_sync += self.buf.len() as u64;
+        self.writes += 1;
         Ok(locs)
     }
 
-    /// Writes a sync mark ("synced through `durable_index`") at `write_offset` without moving
-    /// it: the next batch or the seal overwrites the mark, and carries the same proof in its
-    /// `sync_lag`. Called right after an fdatasync of this segment returned; no fsync of its
-    /// own (the next one makes it durable; a process crash keeps it in the page cache).
-    pub fn write_sync_mark(&mut self, store_uid: u64, durable_index: u64) -> Result<()> {
+    /// Appends a sync mark: entries up to `durable_index` and hard-state records up to
+    /// `hard_state_sequence` are durable. Called right after an fdatasync of this segment
+    /// returned; no fsync of its own (the next one makes it durable; a process crash keeps it
+    /// in the page cache). Not counted in `writes`: nothing waits for a mark to be synced.
+    pub fn write_sync_mark(
+        &mut self,
+        store_uid: u64,
+        durable_index: u64,
+        hard_state_sequence: u64,
+    ) -> Result<()> {
         let seed = self.seed(store_uid);
         self.buf.clear();
-        Record::sync_mark(durable_index).encode(seed, &mut self.buf);
-        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)
+        Record::sync_mark(durable_index, hard_state_sequence).encode(seed, &mut self.buf);
+        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
+        self.write_offset += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// The hard state the writer carries, as a seal or a new segment records it.
+    pub fn carried(&self) -> CarriedHardState<'_> {
+        CarriedHardState {
+            sequence: self.hard_state_sequence,
+            hard_state: self.hard_state,
+            metadata: &self.metadata,
+        }
     }
 
     /// Seals the active segment, whose last record is `last` (index, term) and which holds
@@ -176,9 +229,10 @@ impl<H: FileHandle> Writer<H> {
         durable_index: u64,
     ) -> Result<(u64, u32)> {
         let seed = self.seed(store_uid);
-        let count = count.to_le_bytes();
+        let mut payload = count.to_le_bytes().to_vec();
+        encode_hard_state(self.carried(), &mut payload);
         self.buf.clear();
-        Record::seal(last.0, last.1, durable_index, &count).encode(seed, &mut self.buf);
+        Record::seal(last.0, last.1, durable_index, &payload).encode(seed, &mut self.buf);
         let seal_offset = self.write_offset;
         self.file.write_all_at(&self.buf, seal_offset).ctx("write", &self.path)?;
         self.write_offset += self.buf.len() as u64;
@@ -188,28 +242,59 @@ impl<H: FileHandle> Writer<H> {
     }
 }
 
-/// Creates segment `header.segment_id` and makes its header and name durable.
+/// Appends a hard-state record written when the log's last index was `last_index`, `lag`
+/// ahead of the durable index.
+fn encode_hard_state_record(
+    seed: RecordSeed,
+    (last_index, lag): (u64, u32),
+    carried: CarriedHardState<'_>,
+    out: &mut Vec<u8>,
+) {
+    let mut payload = Vec::with_capacity(HARD_STATE_PAYLOAD_BYTES + carried.metadata.len());
+    encode_hard_state(carried, &mut payload);
+    let record = Record {
+        record_type: RECORD_HARD_STATE,
+        index: last_index,
+        term: carried.hard_state.term,
+        entry_kind: 0,
+        sync_lag: lag,
+        compressed: false,
+        payload: &payload,
+    };
+    record.encode(seed, out);
+}
+
+/// Creates segment `header.segment_id`, starting with a hard-state record `carried` (a
+/// segment always carries the hard state; its sequence is new), and makes it and its name
+/// durable. Returns the segment and the offset its records continue at.
 pub(crate) fn create_segment<F: FileSystem>(
     fs: &F,
     dir: &Path,
     options: &Options,
     header: &SegmentHeader,
-) -> Result<Segment<F::File>> {
+    carried: CarriedHardState<'_>,
+) -> Result<(Segment<F::File>, u64)> {
     let path = dir.join(segment::file_name(header.segment_id));
     let file = fs.create(&path).ctx("create", &path)?;
-    file.write_all_at(&header.encode(), 0).ctx("write", &path)?;
+    let mut bytes = header.encode().to_vec();
+    let seed = RecordSeed::new(header.store_uid, header.segment_id);
+    // Everything before the new segment is durable when it is created.
+    let last_index = header.first_index - 1;
+    encode_hard_state_record(seed, (last_index, 0), carried, &mut bytes);
+    file.write_all_at(&bytes, 0).ctx("write", &path)?;
     if options.preallocate {
         file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
     }
     file.sync_data().ctx("sync_data", &path)?;
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
     let bounds = (header.first_index, header.prev_term);
-    Ok(Segment::new(
+    let segment = Segment::new(
         header.segment_id,
         path,
         Arc::new(file),
         bounds,
         Locs::Memory(Vec::new()),
         false,
-    ))
+    );
+    Ok((segment, bytes.len() as u64))
 }
