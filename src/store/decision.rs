@@ -20,6 +20,7 @@
 //! | R13 | commit index beyond the recovered last index | `Corrupt` |
 //! | R14 | a sealed segment's index missing, damaged or disagreeing with the segment | rebuilt from a scan of the segment, reported |
 //! | R15 | an index file of no sealed live segment | removed, reported |
+//! | R16 | the hard state (format 2) | the newest a live segment carries, or the meta's if newer (decided in `recover`, not a finding: it refuses nothing) |
 //!
 //! Invariants:
 //! 1. `decide` touches no file: it records repairs, applied only once every row is decided.
