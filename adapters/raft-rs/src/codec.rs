@@ -71,9 +71,10 @@ pub fn to_raftlog_hard_state(hard_state: &HardState) -> raftlog::HardState {
 
 /// raft-rs's hard state of raftlog's.
 pub fn from_raftlog_hard_state(hard_state: raftlog::HardState) -> HardState {
-    let mut out = HardState::default();
-    out.term = hard_state.term;
-    out.vote = hard_state.vote;
-    out.commit = hard_state.commit;
-    out
+    HardState {
+        term: hard_state.term,
+        vote: hard_state.vote,
+        commit: hard_state.commit,
+        ..HardState::default()
+    }
 }

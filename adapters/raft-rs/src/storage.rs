@@ -260,15 +260,18 @@ impl<F: FileSystem> Storage for DiskStorage<F> {
             return Err(RaftError::Store(StorageError::SnapshotTemporarilyUnavailable));
         };
         let data = snapshots.read(&meta, DATA_SLOT, DATA_FILE).map_err(storage_error)?;
-        let mut snapshot = Snapshot::default();
-        snapshot.data = data.into();
-        let mut metadata = SnapshotMetadata::default();
-        metadata.index = meta.index;
-        metadata.term = meta.term;
         let conf_state = protobuf::Message::parse_from_bytes(&meta.configuration)
             .map_err(|e| undecodable("snapshot conf state", e))?;
-        metadata.set_conf_state(conf_state);
-        snapshot.set_metadata(metadata);
-        Ok(snapshot)
+        let metadata = SnapshotMetadata {
+            index: meta.index,
+            term: meta.term,
+            conf_state: protobuf::SingularPtrField::some(conf_state),
+            ..SnapshotMetadata::default()
+        };
+        Ok(Snapshot {
+            data: data.into(),
+            metadata: protobuf::SingularPtrField::some(metadata),
+            ..Snapshot::default()
+        })
     }
 }

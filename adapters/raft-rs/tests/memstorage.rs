@@ -17,10 +17,7 @@ use raftlog_raft_rs::DiskStorage;
 const DIR: &str = "/node";
 
 fn new_entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.term = term;
-    e.index = index;
-    e
+    Entry { term, index, ..Entry::default() }
 }
 
 fn new_snapshot(index: u64, term: u64, voters: Vec<u64>) -> Snapshot {
