@@ -161,11 +161,14 @@ pub(crate) fn verify<H: FileHandle>(
         hasher.update(bytes);
         for raw in bytes.chunks_exact(INDEX_ENTRY_BYTES) {
             let loc = decode_loc(raw.try_into().expect("chunks_exact"));
-            if loc.offset < next_offset || loc.term < last_term {
-                return Ok(Err(Corruption::Field("index entry out of sequence")));
+            let end = loc.offset.checked_add(loc.record_len()).filter(|e| *e <= header.data_end);
+            match end {
+                Some(end) if loc.offset >= next_offset && loc.term >= last_term => {
+                    next_offset = end;
+                    last_term = loc.term;
+                }
+                _ => return Ok(Err(Corruption::Field("index entry out of sequence"))),
             }
-            next_offset = loc.offset + loc.record_len();
-            last_term = loc.term;
         }
         read += entries as u64;
     }
@@ -349,5 +352,42 @@ pub(crate) fn check_sealed<H: FileHandle>(
         (false, _) | (true, Some(Err(_))) => Ok(Err(Corruption::BadSeal)),
         (true, Some(Ok(carried))) => Ok(Ok(Some(carried.to_stored()))),
         (true, None) => Ok(Ok(None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::SimFs;
+
+    /// Found by the `open_store` fuzz target: an entry whose offset is near `u64::MAX` made
+    /// the layout check overflow. It is an invalid field, never a panic.
+    #[test]
+    fn an_entry_offset_near_the_end_of_the_u64_range_is_invalid() {
+        let header = IndexHeader {
+            store_uid: 7,
+            segment_id: 2,
+            first_index: 1,
+            count: 2,
+            data_end: 1000,
+            seal_crc: 0,
+        };
+        let locs = [
+            Loc { offset: 64, term: 1, stored_len: 10, payload_len: 10 },
+            Loc { offset: u64::MAX - 5, term: 1, stored_len: 10, payload_len: 10 },
+        ];
+        let fs = SimFs::new();
+        let path = std::path::Path::new("/index");
+        fs.write_file_durable(path, &encode(&header, &locs));
+        let expected = Expected {
+            store_uid: 7,
+            segment_id: 2,
+            first_index: 1,
+            prev_term: 0,
+            segment_len: 2000,
+        };
+        let file = fs.open(path).unwrap();
+        let verdict = verify(&file, &expected).unwrap();
+        assert_eq!(verdict.err(), Some(Corruption::Field("index entry out of sequence")));
     }
 }
