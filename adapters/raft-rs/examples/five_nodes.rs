@@ -3,6 +3,11 @@
 //! and restarted, compaction behind a snapshot, and a check that every node ends with the same
 //! state. It prints what happened.
 //!
+//! The state machine snapshots per-slot files (a key's slot is its number modulo `SLOTS`).
+//! The snapshot message carries only raftlog's manifest; a node that needs the files pulls
+//! them from the leader in checksummed chunks (`DiskStorage::serve_chunk`, `receive_snapshot`)
+//! over a stand-in transport, the nodes' storages shared between the threads.
+//!
 //! `cargo run -p raftlog-raft-rs --example five_nodes [-- --dir DIR] [--proposals N]`
 
 use std::collections::BTreeMap;
@@ -20,6 +25,13 @@ use raftlog_raft_rs::DiskStorage;
 const NODES: u64 = 5;
 /// A snapshot is taken, and the log compacted behind it, every this many applied entries.
 const SNAPSHOT_EVERY: u64 = 100;
+/// Slots of the state machine: one snapshot file each.
+const SLOTS: u32 = 4;
+/// The file of a slot in a snapshot.
+const SLOT_FILE: &str = "kv";
+
+/// The chunk transport of the example: every node's storage, to ask a leader for chunks.
+type Peers = Arc<Mutex<BTreeMap<u64, DiskStorage>>>;
 
 enum Mail {
     Raft(Box<Message>),
@@ -43,7 +55,25 @@ fn config(id: u64, applied: u64) -> Config {
     Config { id, applied, election_tick: 10, heartbeat_tick: 3, ..Config::default() }
 }
 
-/// The state machine: a key-value map, snapshotted as `key=value` lines.
+/// The slot of a key `key{n}`.
+fn slot_of(key: &str) -> u32 {
+    key.trim_start_matches("key").parse::<u32>().unwrap_or(0) % SLOTS
+}
+
+/// The state machine of the latest snapshot in `storage`, read from its slot files.
+fn load_snapshot(storage: &DiskStorage) -> (BTreeMap<String, String>, u64) {
+    let store = storage.snapshot_store();
+    let Some(meta) = store.latest().expect("snapshot store") else { return (BTreeMap::new(), 0) };
+    let mut kv = BTreeMap::new();
+    for slot in 0..SLOTS {
+        if meta.file(slot, SLOT_FILE).is_some() {
+            kv.extend(decode(&store.read(&meta, slot, SLOT_FILE).expect("verified read")));
+        }
+    }
+    (kv, meta.index)
+}
+
+/// The state machine: a key-value map, each slot's part snapshotted as `key=value` lines.
 fn encode(kv: &BTreeMap<String, String>) -> Vec<u8> {
     kv.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>().into_bytes()
 }
@@ -62,23 +92,46 @@ struct Node {
     snapshot_due: bool,
     mailboxes: Mailboxes,
     board: Arc<Board>,
+    peers: Peers,
 }
 
 impl Node {
     /// Opens the node's storage in `dir`; the state machine starts from the latest snapshot.
-    fn open(id: u64, dir: &Path, mailboxes: Mailboxes, board: Arc<Board>) -> Node {
+    fn open(id: u64, dir: &Path, (mailboxes, board, peers): Shared) -> Node {
         let storage = DiskStorage::open(dir, raftlog::Options::default()).expect("open storage");
         if storage.initial_state().unwrap().conf_state == ConfState::default() {
             let voters: Vec<u64> = (1..=NODES).collect();
             storage.initialize_with_conf_state(ConfState::from((voters, vec![]))).unwrap();
         }
-        let (kv, applied) = match storage.snapshot(0, 0) {
-            Ok(snapshot) => (decode(&snapshot.data), snapshot.get_metadata().index),
-            Err(_) => (BTreeMap::new(), 0),
-        };
+        let (kv, applied) = load_snapshot(&storage);
+        peers.lock().unwrap().insert(id, storage.clone());
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config(id, applied), storage, &logger).expect("raft node");
-        Node { id, raw, kv, applied, snapshot_due: false, mailboxes, board }
+        Node { id, raw, kv, applied, snapshot_due: false, mailboxes, board, peers }
+    }
+
+    /// Pulls the files of `snapshot` from the leader, chunk by chunk, and installs them.
+    fn receive_files(&self, snapshot: &raft::eraftpb::Snapshot) {
+        let storage = self.raw.store();
+        let leader = self.raw.raft.leader_id;
+        let source = self.peers.lock().unwrap().get(&leader).cloned().expect("the leader");
+        let mut receiver = storage.receive_snapshot(snapshot).expect("a valid manifest");
+        let (mut chunks, mut bytes) = (0, 0);
+        loop {
+            let requests = receiver.missing(None, 16);
+            if requests.is_empty() {
+                break;
+            }
+            for request in requests {
+                let chunk = source.serve_chunk(&request).expect("the leader's chunk");
+                bytes += chunk.data.len();
+                receiver.accept(&chunk).expect("a verified chunk");
+                chunks += 1;
+            }
+        }
+        receiver.install().expect("install the files");
+        let id = self.id;
+        println!("  node {id}: pulled {chunks} chunks ({bytes} B) of snapshot files from {leader}");
     }
 
     fn send(&self, messages: Vec<Message>) {
@@ -112,7 +165,20 @@ impl Node {
             return;
         }
         let storage = self.raw.store();
-        storage.create_snapshot(self.applied, &encode(&self.kv)).expect("snapshot");
+        let kv = &self.kv;
+        storage
+            .create_file_snapshot(self.applied, |writer| {
+                for slot in 0..SLOTS {
+                    let part: BTreeMap<String, String> = kv
+                        .iter()
+                        .filter(|(key, _)| slot_of(key) == slot)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    writer.add_bytes(slot, SLOT_FILE, &encode(&part))?;
+                }
+                Ok(())
+            })
+            .expect("snapshot");
         if self.raw.raft.state == StateRole::Leader {
             let first = storage.first_index().unwrap();
             println!("  node {}: snapshot at {}, log compacted to {first}", self.id, self.applied);
@@ -128,9 +194,11 @@ impl Node {
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
-            storage.apply_snapshot(snapshot.clone()).expect("apply snapshot");
-            self.kv = decode(&snapshot.data);
-            self.applied = snapshot.get_metadata().index;
+            if raftlog_raft_rs::manifest_of(&snapshot).is_some() {
+                self.receive_files(&snapshot);
+            }
+            storage.apply_snapshot(snapshot).expect("apply snapshot");
+            (self.kv, self.applied) = load_snapshot(&storage);
             println!("  node {}: installed a snapshot at {}", self.id, self.applied);
         }
         let committed = ready.take_committed_entries();
@@ -177,11 +245,14 @@ impl Node {
     }
 }
 
-fn start(id: u64, dir: &Path, mailboxes: &Mailboxes, board: &Arc<Board>) -> JoinHandle<()> {
+/// What the node threads share: mailboxes, the board, the chunk transport.
+type Shared = (Mailboxes, Arc<Board>, Peers);
+
+fn start(id: u64, dir: &Path, (mailboxes, board, peers): &Shared) -> JoinHandle<()> {
     let (sender, receiver) = channel();
     mailboxes.lock().unwrap().insert(id, sender);
-    let node =
-        Node::open(id, &dir.join(format!("node{id}")), Arc::clone(mailboxes), Arc::clone(board));
+    let shared = (Arc::clone(mailboxes), Arc::clone(board), Arc::clone(peers));
+    let node = Node::open(id, &dir.join(format!("node{id}")), shared);
     std::thread::spawn(move || node.run(receiver))
 }
 
@@ -221,17 +292,17 @@ fn main() {
     let dir: PathBuf = flag("--dir").map_or_else(|| temp.path().to_path_buf(), PathBuf::from);
     println!("five raft-rs nodes on raftlog DiskStorage in {}", dir.display());
 
-    let mailboxes: Mailboxes = Arc::default();
-    let board = Arc::new(Board::default());
+    let shared: Shared = (Arc::default(), Arc::new(Board::default()), Arc::default());
+    let (mailboxes, board, peers) = &shared;
     let mut threads: BTreeMap<u64, JoinHandle<()>> =
-        (1..=NODES).map(|id| (id, start(id, &dir, &mailboxes, &board))).collect();
+        (1..=NODES).map(|id| (id, start(id, &dir, &shared))).collect();
     let leader =
         wait_for("a leader", || Some(board.leader.load(Ordering::Acquire)).filter(|l| *l != 0));
     println!("node {leader} is the leader");
 
     let half = proposals / 2;
     let started = Instant::now();
-    let applied = propose(0..half, &mailboxes, &board);
+    let applied = propose(0..half, mailboxes, board);
     println!(
         "{half} proposals committed and applied (log at {applied}) in {:?}",
         started.elapsed()
@@ -241,19 +312,20 @@ fn main() {
     let _ = mailboxes.lock().unwrap().remove(&leader).map(|mailbox| mailbox.send(Mail::Stop));
     threads.remove(&leader).unwrap().join().unwrap();
     board.states.lock().unwrap().remove(&leader);
+    peers.lock().unwrap().remove(&leader);
     board.leader.store(0, Ordering::Release);
     let new_leader = wait_for("a new leader", || {
         Some(board.leader.load(Ordering::Acquire)).filter(|l| *l != 0 && *l != leader)
     });
     println!("node {new_leader} is the new leader");
-    let applied = propose(half..proposals, &mailboxes, &board);
+    let applied = propose(half..proposals, mailboxes, board);
     println!(
         "{} more proposals committed (log at {applied}) without node {leader}",
         proposals - half
     );
 
     println!("restarting node {leader} from its disk");
-    threads.insert(leader, start(leader, &dir, &mailboxes, &board));
+    threads.insert(leader, start(leader, &dir, &shared));
     let final_state = wait_for("every node to converge", || {
         let states = board.states.lock().unwrap();
         let first = states.values().next()?.clone();

@@ -6,7 +6,9 @@
 //!   back as it was given.
 //! - The `ConfState` is the engine metadata kept with the hard state (protobuf encoding).
 //! - A snapshot is a `SnapshotStore` snapshot whose configuration is the `ConfState`'s encoding
-//!   and whose slot `DATA_SLOT` holds the snapshot's data as the file `DATA_FILE`.
+//!   and whose slot `DATA_SLOT` holds the snapshot's data as the file `DATA_FILE`; or, taken
+//!   as per-slot files, whose message carries `MANIFEST_MARKER` then the manifest, the files
+//!   travelling by raftlog's chunked transfer.
 //!
 //! Invariants:
 //! 1. Decoding never panics: bytes that do not decode are `StorageError::Other`.
@@ -15,6 +17,16 @@
 use protobuf::Message;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use raft::{Error as RaftError, StorageError};
+
+/// Opens the data of a snapshot whose files travel by raftlog's chunked transfer; the
+/// snapshot's manifest follows it.
+pub const MANIFEST_MARKER: &[u8] = b"raftlog snapshot manifest\n";
+
+/// The raftlog manifest a snapshot message carries instead of its data, if it does: its
+/// files are then pulled from the leader (`DiskStorage::receive_snapshot`).
+pub fn manifest_of(snapshot: &raft::eraftpb::Snapshot) -> Option<&[u8]> {
+    snapshot.data.strip_prefix(MANIFEST_MARKER)
+}
 
 /// The slot that holds a raft-rs snapshot's data.
 pub const DATA_SLOT: u32 = 0;

@@ -36,5 +36,5 @@
 mod codec;
 mod storage;
 
-pub use codec::{DATA_FILE, DATA_SLOT};
+pub use codec::{manifest_of, DATA_FILE, DATA_SLOT, MANIFEST_MARKER};
 pub use storage::DiskStorage;

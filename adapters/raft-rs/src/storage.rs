@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{Error as RaftError, GetEntriesContext, RaftState, Storage, StorageError};
 use raftlog::fs::{FileSystem, StdFs};
-use raftlog::{Options, RaftLog, RaftLogOptions, SnapshotOptions, SnapshotStore};
+use raftlog::snapshot::{Chunk, ChunkRequest, SnapshotReceiver, SnapshotWriter};
+use raftlog::{Options, RaftLog, RaftLogOptions, SnapshotLog, SnapshotOptions, SnapshotStore};
 
 use crate::codec::{
-    decode_conf_state, encode_conf_state, from_raftlog, from_raftlog_hard_state, storage_error,
-    to_raftlog, to_raftlog_hard_state, undecodable, DATA_FILE, DATA_SLOT,
+    decode_conf_state, encode_conf_state, from_raftlog, from_raftlog_hard_state, manifest_of,
+    storage_error, to_raftlog, to_raftlog_hard_state, undecodable, DATA_FILE, DATA_SLOT,
+    MANIFEST_MARKER,
 };
 
 /// Snapshots kept on disk: the latest and the one before it (a follower may still be
@@ -80,6 +82,12 @@ impl<F: FileSystem> DiskStorage<F> {
     /// The underlying log (for its recovery report and reads).
     pub fn log(&self) -> &RaftLog<F> {
         &self.inner.log
+    }
+
+    /// The snapshot store: where an application that snapshots per-slot files reads them
+    /// back, and receives a leader's (`receive_snapshot`).
+    pub fn snapshot_store(&self) -> &SnapshotStore<F> {
+        &self.inner.snapshots
     }
 
     /// The durable `ConfState`.
@@ -168,6 +176,8 @@ impl<F: FileSystem> DiskStorage<F> {
     /// snapshot on disk, the log continues after it (or is compacted behind it when it holds
     /// the snapshot's entry), the `ConfState` becomes the snapshot's, and the hard state's
     /// commit its index. A snapshot older than the log's first index is `SnapshotOutOfDate`.
+    /// A snapshot whose files travel by raftlog's transfer (`manifest_of`) must have been
+    /// received and installed first (`receive_snapshot`).
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> raft::Result<()> {
         let _write = self.lock();
         let meta = snapshot.get_metadata();
@@ -176,7 +186,20 @@ impl<F: FileSystem> DiskStorage<F> {
             return Err(RaftError::Store(StorageError::SnapshotOutOfDate));
         }
         let conf_state = encode_conf_state(meta.get_conf_state())?;
-        self.publish(meta.index, meta.term, &conf_state, &snapshot.data)?;
+        if manifest_of(&snapshot).is_some() {
+            let latest = self.inner.snapshots.latest().map_err(storage_error)?;
+            if latest.is_none_or(|installed| installed.index != meta.index) {
+                return Err(other(format!(
+                    "the files of snapshot {} are not installed",
+                    meta.index
+                )));
+            }
+            log.follow_snapshot(meta.index, meta.term).map_err(storage_error)?;
+        } else {
+            self.publish((meta.index, meta.term), &conf_state, |writer| {
+                writer.add_bytes(DATA_SLOT, DATA_FILE, &snapshot.data).map(drop)
+            })?;
+        }
         log.set_metadata(&conf_state).map_err(storage_error)?;
         let mut hard_state = from_raftlog_hard_state(log.hard_state());
         hard_state.term = hard_state.term.max(meta.term);
@@ -185,8 +208,24 @@ impl<F: FileSystem> DiskStorage<F> {
     }
 
     /// Takes a snapshot of the application's state at `index` (at most the commit index):
-    /// publishes `data` with the current `ConfState`, then compacts the log behind it.
+    /// publishes `data` with the current `ConfState`, then compacts the log behind it. It
+    /// travels in the snapshot message's data.
     pub fn create_snapshot(&self, index: u64, data: &[u8]) -> raft::Result<()> {
+        self.create_file_snapshot(index, |writer| {
+            writer.add_bytes(DATA_SLOT, DATA_FILE, data).map(drop)
+        })
+    }
+
+    /// Takes a snapshot of per-slot files at `index` (at most the commit index): `add` puts
+    /// the state machine's files in (`add_file` hard-links them), then it is published with
+    /// the current `ConfState` and the log compacted behind it. Its message carries only the
+    /// manifest; the files travel by raftlog's chunked, resumable transfer
+    /// (`serve_chunk` on the leader, `receive_snapshot` on the follower).
+    pub fn create_file_snapshot(
+        &self,
+        index: u64,
+        add: impl FnOnce(&mut SnapshotWriter<'_, F>) -> raftlog::Result<()>,
+    ) -> raft::Result<()> {
         let _write = self.lock();
         let log = &self.inner.log;
         if index > log.commit_index() {
@@ -194,16 +233,37 @@ impl<F: FileSystem> DiskStorage<F> {
         }
         let term = log.term(index).map_err(storage_error)?;
         let conf_state = log.metadata();
-        self.publish(index, term, &conf_state, data)
+        self.publish((index, term), &conf_state, add)
     }
 
     /// Publishes a snapshot durably, brings the log in line with it, keeps the latest two.
-    fn publish(&self, index: u64, term: u64, conf_state: &[u8], data: &[u8]) -> raft::Result<()> {
+    fn publish(
+        &self,
+        (index, term): (u64, u64),
+        conf_state: &[u8],
+        add: impl FnOnce(&mut SnapshotWriter<'_, F>) -> raftlog::Result<()>,
+    ) -> raft::Result<()> {
         let snapshots = &self.inner.snapshots;
         let mut writer = snapshots.begin(index, term, conf_state).map_err(storage_error)?;
-        writer.add_bytes(DATA_SLOT, DATA_FILE, data).map_err(storage_error)?;
+        add(&mut writer).map_err(storage_error)?;
         writer.finish_and_compact(&self.inner.log).map_err(storage_error)?;
         snapshots.keep_latest(SNAPSHOTS_KEPT).map_err(storage_error)
+    }
+
+    /// On the leader: the chunk `request` asks of the latest snapshot's files.
+    pub fn serve_chunk(&self, request: &ChunkRequest) -> raftlog::Result<Chunk> {
+        let snapshots = &self.inner.snapshots;
+        let latest = snapshots.latest()?;
+        let meta = latest.ok_or(raftlog::Error::UnknownSlot { slot: request.slot })?;
+        snapshots.source(&meta)?.chunk(request)
+    }
+
+    /// On a follower given `snapshot` whose files travel by raftlog's transfer: a receiver
+    /// to put the leader's chunks in (`missing`, `accept`), resumable across a restart, then
+    /// `install`; `apply_snapshot(snapshot)` follows.
+    pub fn receive_snapshot(&self, snapshot: &Snapshot) -> raft::Result<SnapshotReceiver<'_, F>> {
+        let manifest = manifest_of(snapshot).ok_or_else(|| other("no manifest".into()))?;
+        self.inner.snapshots.receive(manifest).map_err(storage_error)
     }
 
     /// Drops the entries below `compact_index` (as `MemStorage::compact`): the first index
@@ -259,7 +319,17 @@ impl<F: FileSystem> Storage for DiskStorage<F> {
         let Some(meta) = latest.filter(|meta| meta.index >= request_index) else {
             return Err(RaftError::Store(StorageError::SnapshotTemporarilyUnavailable));
         };
-        let data = snapshots.read(&meta, DATA_SLOT, DATA_FILE).map_err(storage_error)?;
+        let in_message = meta.slots.len() == 1
+            && meta
+                .slots
+                .get(&DATA_SLOT)
+                .is_some_and(|files| files.len() == 1 && files[0].name == DATA_FILE);
+        let data = if in_message {
+            snapshots.read(&meta, DATA_SLOT, DATA_FILE).map_err(storage_error)?
+        } else {
+            let source = snapshots.source(&meta).map_err(storage_error)?;
+            [MANIFEST_MARKER, source.manifest()].concat()
+        };
         let conf_state = protobuf::Message::parse_from_bytes(&meta.configuration)
             .map_err(|e| undecodable("snapshot conf state", e))?;
         let metadata = SnapshotMetadata {
