@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::recover::{RecoveryReport, TailDurability, TornTail};
+use super::report::{RecoveryReport, TailDurability, TornTail};
 use crate::error::{Corruption, Error, Result};
 use crate::index::IndexProblem;
 

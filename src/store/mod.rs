@@ -23,6 +23,7 @@ mod decision;
 mod group_commit;
 mod read_plan;
 mod recover;
+mod report;
 mod rotation;
 pub(crate) mod state;
 mod truncation;

@@ -14,13 +14,13 @@
 //!    commit index (R13).
 
 use std::io;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::decision::{decide, refuse, Cut, Finding, Repairs};
+pub use super::report::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
 use crate::error::{Corruption, Error, IoContext, Result};
@@ -34,82 +34,6 @@ use crate::segment::{self, read_header, scan_segment, HeaderDamage, Scanned, Tai
 
 /// File name of the directory lock.
 pub const LOCK_FILE: &str = "LOCK";
-
-/// What opening a store found and repaired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RecoveryReport {
-    /// The directory held no store; a new one was created.
-    pub created: bool,
-    /// Live segments after recovery.
-    pub segments: usize,
-    /// Bytes of segment files scanned.
-    pub scanned_bytes: u64,
-    /// First live index after recovery.
-    pub first_index: u64,
-    /// Last index after recovery.
-    pub last_index: u64,
-    /// The unacknowledged torn tail that was cut, if any.
-    pub torn_tail: Option<TornTail>,
-    /// Sealed segments opened through their index, without a scan.
-    pub indexed_segments: usize,
-    /// Files removed: dead segments (compacted, reset, overridden by a truncation) with their
-    /// indexes, unfinished segments, and stale or orphaned index files.
-    pub removed_files: Vec<PathBuf>,
-    /// Index files rebuilt from their segment.
-    pub rebuilt_indexes: Vec<IndexRebuild>,
-    /// A meta slot that failed verification; the other slot was used.
-    pub damaged_meta_slot: Option<usize>,
-}
-
-/// A torn tail cut by recovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TornTail {
-    /// The segment file.
-    pub path: PathBuf,
-    /// Where the cut starts.
-    pub offset: u64,
-    /// Bytes removed.
-    pub bytes_cut: u64,
-    /// Indexes whose records started in the cut bytes, `[lo, hi)`, as far as their unverified
-    /// headers tell (empty when the segment's own header was torn).
-    pub indexes_cut: Range<u64>,
-    /// Whether the cut entries are proven never synced, or may have been.
-    pub durability: TailDurability,
-}
-
-/// What recovery can say of a cut tail's entries (format/SPEC.md, "Sync mark").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TailDurability {
-    /// Proven never synced: nothing in them was ever reported durable.
-    Unsynced,
-    /// Not provable either way: a power loss can lose the last sync mark, and damage in the
-    /// last synced batch then looks like a torn write. A replicated node must treat these
-    /// indexes as possibly acknowledged: get them back from the leader before it votes or
-    /// acknowledges beyond them.
-    Unknown,
-}
-
-impl RecoveryReport {
-    /// The indexes cut as a tail of unknown durability, `[lo, hi)`, if any: entries this node
-    /// may have acknowledged and no longer holds. It holds at least the cut's first index,
-    /// even when the damaged header hid which indexes followed.
-    pub fn unknown_durability(&self) -> Option<Range<u64>> {
-        let torn = self.torn_tail.as_ref()?;
-        let Range { start, end } = torn.indexes_cut;
-        (torn.durability == TailDurability::Unknown && start > 0).then(|| start..end.max(start + 1))
-    }
-}
-
-/// An index file recovery rebuilt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexRebuild {
-    /// The index file.
-    pub path: PathBuf,
-    /// What was wrong with the old one; `None` when it was missing.
-    pub reason: Option<Corruption>,
-}
 
 /// Everything `LogStore` is built from.
 pub(crate) struct Recovered<F: FileSystem> {

@@ -19,12 +19,17 @@
 //!    it. A directory is renamed only when none of its own name changes is
 //!    pending (refused with `InvalidInput` otherwise): the model then needs no directory inodes.
 
+mod file;
+mod namespace;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{FileHandle, FileSystem};
+use super::FileSystem;
+pub use file::SimFile;
+use namespace::{NameChange, Namespace};
 
 /// Sector size at which unsynced writes tear.
 const SECTOR_BYTES: u64 = 512;
@@ -95,65 +100,6 @@ struct State {
     mutating_ops: u64,
 }
 
-/// File names (to inodes) and directories, live or durable.
-#[derive(Debug, Default, Clone)]
-struct Namespace {
-    names: BTreeMap<PathBuf, u64>,
-    dirs: BTreeSet<PathBuf>,
-}
-
-impl Namespace {
-    fn apply(&mut self, change: NameChange) {
-        match change {
-            NameChange::Link(path, ino) => {
-                self.names.insert(path, ino);
-            }
-            NameChange::Unlink(path) => {
-                self.names.remove(&path);
-            }
-            NameChange::Rename { from, to } => {
-                if let Some(ino) = self.names.remove(&from) {
-                    self.names.insert(to, ino);
-                }
-            }
-            NameChange::RenameDir { from, to } => {
-                let moved =
-                    |path: &PathBuf| path.strip_prefix(&from).ok().map(|rest| to.join(rest));
-                let (below, rest): (BTreeMap<_, _>, BTreeMap<_, _>) =
-                    std::mem::take(&mut self.names)
-                        .into_iter()
-                        .partition(|(p, _)| p.starts_with(&from));
-                self.names = rest;
-                self.names.extend(below.iter().filter_map(|(p, ino)| Some((moved(p)?, *ino))));
-                let dirs: Vec<PathBuf> = self.dirs.iter().filter_map(moved).collect();
-                self.dirs.retain(|dir| !dir.starts_with(&from));
-                self.dirs.extend(dirs);
-            }
-            NameChange::RemoveDir(dir) => {
-                self.names.retain(|path, _| !path.starts_with(&dir));
-                self.dirs.retain(|d| !d.starts_with(&dir));
-            }
-            NameChange::MakeDir(dir) => {
-                self.dirs.insert(dir);
-            }
-        }
-    }
-
-    /// Drops the names and directories whose parent directory does not exist (its creation
-    /// was lost): what a crash leaves of a directory made durable inside a lost one.
-    fn drop_orphans(&mut self) {
-        let mut dirs = BTreeSet::new();
-        // Sorted order visits a directory before everything below it.
-        for dir in std::mem::take(&mut self.dirs) {
-            if dir.parent().is_none_or(|parent| dirs.contains(parent)) {
-                dirs.insert(dir);
-            }
-        }
-        self.names.retain(|path, _| path.parent().is_some_and(|parent| dirs.contains(parent)));
-        self.dirs = dirs;
-    }
-}
-
 #[derive(Debug, Default, Clone)]
 struct Inode {
     live: Vec<u8>,
@@ -165,39 +111,6 @@ struct Inode {
 enum Unsynced {
     Write { offset: u64, data: Vec<u8> },
     SetLen(u64),
-}
-
-#[derive(Debug, Clone)]
-enum NameChange {
-    Link(PathBuf, u64),
-    Unlink(PathBuf),
-    /// A file's rename within one directory: atomic.
-    Rename {
-        from: PathBuf,
-        to: PathBuf,
-    },
-    /// A directory's rename within one directory: moves everything below it.
-    RenameDir {
-        from: PathBuf,
-        to: PathBuf,
-    },
-    RemoveDir(PathBuf),
-    /// A directory's creation.
-    MakeDir(PathBuf),
-}
-
-impl NameChange {
-    /// The directory whose `sync_dir` makes this change durable.
-    fn dir(&self) -> Option<&Path> {
-        match self {
-            NameChange::Link(path, _)
-            | NameChange::Unlink(path)
-            | NameChange::Rename { to: path, .. }
-            | NameChange::RenameDir { to: path, .. }
-            | NameChange::RemoveDir(path)
-            | NameChange::MakeDir(path) => path.parent(),
-        }
-    }
 }
 
 /// A small deterministic generator (SplitMix64) so crashes replay from their seed.
@@ -502,14 +415,6 @@ impl SimFs {
     }
 }
 
-/// A file of a `SimFs`.
-#[derive(Debug)]
-pub struct SimFile {
-    fs: SimFs,
-    inode: u64,
-    generation: u64,
-}
-
 /// A directory lock of a `SimFs`, released on drop.
 #[derive(Debug)]
 pub struct SimLock {
@@ -673,94 +578,5 @@ impl FileSystem for SimFs {
         }
         state.name_changes = pending;
         Ok(())
-    }
-}
-
-impl SimFile {
-    /// Runs `f` on this file's inode after the generation and fault checks.
-    fn with_inode<T>(
-        &self,
-        op: FaultOp,
-        f: impl FnOnce(&mut State, u64) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let mut state = self.fs.state();
-        if state.generation != self.generation {
-            return Err(eio("handle from before a crash"));
-        }
-        state.enter(op)?;
-        f(&mut state, self.inode)
-    }
-}
-
-impl FileHandle for SimFile {
-    /// A copy of the live image: the plain-read stand-in for a memory map.
-    type Map = Vec<u8>;
-
-    fn map(&self) -> io::Result<Vec<u8>> {
-        self.with_inode(FaultOp::Read, |state, ino| Ok(state.inodes[&ino].live.clone()))
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.with_inode(FaultOp::Read, |state, ino| {
-            if buf.is_empty() {
-                return Ok(()); // as `FileExt::read_exact_at`, wherever the offset lies
-            }
-            let live = &state.inodes[&ino].live;
-            let start = usize::try_from(offset).map_err(|_| eio("offset"))?;
-            let end = start.checked_add(buf.len()).filter(|end| *end <= live.len());
-            let end = end.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(&live[start..end]);
-            Ok(())
-        })
-    }
-
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.with_inode(FaultOp::Write, |state, ino| {
-            let new_len = (offset + buf.len() as u64).max(state.inodes[&ino].live.len() as u64);
-            state.check_space(ino, new_len)?;
-            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
-            write_into(&mut inode.live, offset, buf);
-            inode.unsynced.push(Unsynced::Write { offset, data: buf.to_vec() });
-            Ok(())
-        })
-    }
-
-    fn size(&self) -> io::Result<u64> {
-        let state = self.fs.state();
-        if state.generation != self.generation {
-            return Err(eio("handle from before a crash"));
-        }
-        Ok(state.inodes[&self.inode].live.len() as u64)
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.with_inode(FaultOp::SetLen, |state, ino| {
-            state.check_space(ino, len)?;
-            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
-            set_len_of(&mut inode.live, len);
-            inode.unsynced.push(Unsynced::SetLen(len));
-            Ok(())
-        })
-    }
-
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.with_inode(FaultOp::Allocate, |state, ino| {
-            state.check_space(ino, len)?;
-            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
-            if (inode.live.len() as u64) < len {
-                set_len_of(&mut inode.live, len);
-                inode.unsynced.push(Unsynced::SetLen(len));
-            }
-            Ok(())
-        })
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.with_inode(FaultOp::SyncData, |state, ino| {
-            let inode = state.inodes.get_mut(&ino).expect("open inode exists");
-            inode.durable = inode.live.clone();
-            inode.unsynced.clear();
-            Ok(())
-        })
     }
 }
