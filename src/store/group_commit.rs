@@ -119,14 +119,20 @@ impl<F: FileSystem> Inner<F> {
     }
 
     /// Makes `covered` the durable state, unless a later one was published already.
+    /// The log lock is taken only when the covered hard state is newer than the published
+    /// one: a sync of entries alone touches atomics only. `synced_writes` moves last, so a
+    /// caller that sees its writes synced also sees the hard state they carried.
     fn publish(&self, covered: Synced) {
         self.durable_index.fetch_max(covered.upto, Ordering::AcqRel);
-        let mut log = write(&self.log);
-        if covered.writes > self.synced_writes.load(Ordering::Acquire) {
-            self.synced_writes.store(covered.writes, Ordering::Release);
-            log.hard_state = covered.hard_state;
-            log.metadata = covered.metadata;
+        if covered.sequence > self.synced_sequence.load(Ordering::Acquire) {
+            let mut log = write(&self.log);
+            if covered.sequence > self.synced_sequence.load(Ordering::Acquire) {
+                self.synced_sequence.store(covered.sequence, Ordering::Release);
+                log.hard_state = covered.hard_state;
+                log.metadata = covered.metadata;
+            }
         }
+        self.synced_writes.fetch_max(covered.writes, Ordering::AcqRel);
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) struct Inner<F: FileSystem> {
     /// writer lock), and how many of them the last published fsync covered.
     writes: AtomicU64,
     synced_writes: AtomicU64,
+    /// The sequence of the hard-state record `log.hard_state` comes from (changed under the
+    /// log's write lock).
+    synced_sequence: AtomicU64,
     /// Highest index known durable, inclusive; `<= log.last_index()`. Raised by the holder of
     /// the sync gate after its fdatasync, or by a seal; lowered only by truncation and reset,
     /// under the gate.
@@ -123,6 +126,7 @@ impl<F: FileSystem> LogStore<F> {
         let recovered = recover::recover(&fs, &dir, &options)?;
         let durable_index = recovered.log.last_index();
         let store_uid = recovered.meta.current().store_uid;
+        let hard_state_sequence = recovered.writer.hard_state_sequence;
         let inner = Arc::new(Inner {
             fs,
             dir,
@@ -133,6 +137,7 @@ impl<F: FileSystem> LogStore<F> {
             meta: Mutex::new(recovered.meta),
             writes: AtomicU64::new(0),
             synced_writes: AtomicU64::new(0),
+            synced_sequence: AtomicU64::new(hard_state_sequence),
             durable_index: AtomicU64::new(durable_index),
             poisoned: AtomicBool::new(false),
             sync_busy: Mutex::new(false),
