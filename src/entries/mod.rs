@@ -229,12 +229,7 @@ impl<F: FileSystem> RaftLog<F> {
 
     /// The term of `index`, for any index in `[first_index() - 1, last_index()]`.
     pub fn term(&self, index: u64) -> Result<u64> {
-        self.consistent(|| {
-            if let Some(answer) = read(&self.memory).term(index) {
-                return answer;
-            }
-            self.store.term(index)
-        })
+        self.consistent(|| self.term_unchecked(index))
     }
 
     /// The last index and its term, read together.

@@ -244,17 +244,18 @@ fn run(size: u64, seed: u64, steps: u64) -> (usize, usize) {
 
 #[test]
 fn three_nodes_lose_nothing_committed_through_drops_partitions_and_power_losses() {
-    for seed in 1..=4 {
-        let (committed, crashes) = run(3, seed, 1500);
-        assert!(committed > 100, "seed {seed}: only {committed} entries committed");
-        assert!(crashes > 0, "seed {seed}: no power loss: the run explores too little");
-    }
+    run_seeds(3, 1..=4);
 }
 
 #[test]
 fn five_nodes_lose_nothing_committed_through_drops_partitions_and_power_losses() {
-    for seed in 11..=13 {
-        let (committed, crashes) = run(5, seed, 1500);
+    run_seeds(5, 11..=13);
+}
+
+/// Runs a cluster of `size` under each seed; each run must commit and crash enough to count.
+fn run_seeds(size: u64, seeds: std::ops::RangeInclusive<u64>) {
+    for seed in seeds {
+        let (committed, crashes) = run(size, seed, 1500);
         assert!(committed > 100, "seed {seed}: only {committed} entries committed");
         assert!(crashes > 0, "seed {seed}: no power loss: the run explores too little");
     }
