@@ -215,6 +215,27 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A message from a peer or a client failed the wire format's checks (format/SPEC.md,
+    /// "Replication messages"). Nothing was changed.
+    #[error("bad message: {reason}")]
+    BadMessage {
+        /// Which check failed.
+        reason: &'static str,
+    },
+    /// A write or a leader-only call reached a node that is not the leader.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<u64>,
+    },
+    /// A call named a term this node has passed (or may not use).
+    #[error("term {term} refused: this node is at term {current}")]
+    StaleTerm {
+        /// The term given.
+        term: u64,
+        /// This node's term.
+        current: u64,
+    },
     /// An install before every byte of a file was received.
     #[error("file {name:?} of slot {slot} lacks {missing_bytes} bytes")]
     Incomplete {

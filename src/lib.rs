@@ -42,6 +42,7 @@ mod index;
 pub mod inspect;
 mod meta;
 mod options;
+pub mod replication;
 mod segment;
 pub mod snapshot;
 mod store;

@@ -1,0 +1,248 @@
+//! The messages of the replication shim: between nodes, from a client, from an operator. Their
+//! bytes are specified in format/SPEC.md ("Replication messages") and coded in `wire.rs`.
+//!
+//! Invariants:
+//! 1. Every node-to-node message carries the sender's term; a receiver acts on none whose term
+//!    is below its own (it answers with its term instead).
+//! 2. An `AppendReply` with status `Accepted` promises that the sender's log equals the
+//!    leader's through `match_index`, and that those entries and the hard state are durable.
+//! 3. Payloads are `Bytes`: one entry's bytes are shared by every message that carries them.
+
+use bytes::Bytes;
+
+use crate::entry::Entry;
+
+/// A node's identity within its group. 0 means "nobody".
+pub type NodeId = u64;
+
+/// A message with its route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender (0 for a client or an operator).
+    pub from: NodeId,
+    /// The receiver (0 for a client or an operator).
+    pub to: NodeId,
+    /// What is said.
+    pub message: Message,
+}
+
+/// Everything the shim's nodes, clients and operators say to each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Leader to follower: entries after `(prev_index, prev_term)`, or none (a probe).
+    Append(Append),
+    /// Follower to leader: what became of an `Append`, a `Heartbeat` or a snapshot.
+    AppendReply(AppendReply),
+    /// Leader to follower: "I lead this term; this much is committed".
+    Heartbeat {
+        /// The leader's term.
+        term: u64,
+        /// The leader's commit index.
+        leader_commit: u64,
+    },
+    /// Leader to follower: its next entry is compacted; here is the snapshot to take first.
+    SnapshotOffer {
+        /// The leader's term.
+        term: u64,
+        /// The snapshot's manifest (`SnapshotSource::manifest`).
+        manifest: Bytes,
+    },
+    /// Follower to leader: the chunks of the offered snapshot it still needs.
+    SnapshotPull {
+        /// The follower's term.
+        term: u64,
+        /// The index of the snapshot being pulled.
+        index: u64,
+        /// What to send (at most `PULL_REQUESTS_MAX`).
+        requests: Vec<crate::snapshot::ChunkRequest>,
+    },
+    /// Leader to follower: chunks of the snapshot at `index`, each in `Chunk::encode` form.
+    SnapshotChunks {
+        /// The leader's term.
+        term: u64,
+        /// The index of the snapshot.
+        index: u64,
+        /// Encoded chunks.
+        chunks: Vec<Bytes>,
+    },
+    /// Client to any node: append `payload` and answer once it is committed.
+    ClientWrite {
+        /// Chosen by the client; echoed in the reply.
+        request_id: u64,
+        /// The entry's bytes.
+        payload: Bytes,
+    },
+    /// Node to client.
+    ClientReply {
+        /// The request answered.
+        request_id: u64,
+        /// What became of it.
+        outcome: ClientOutcome,
+        /// The entry's index when committed.
+        index: u64,
+        /// The leader this node knows of (0: none).
+        leader: NodeId,
+    },
+    /// Operator to node.
+    Control {
+        /// Chosen by the operator; echoed in the reply.
+        request_id: u64,
+        /// What to do.
+        op: ControlOp,
+    },
+    /// Node to operator: whether the operation was done, and the node's state after it.
+    ControlReply {
+        /// The request answered.
+        request_id: u64,
+        /// Whether it was done (for a vote: granted).
+        ok: bool,
+        /// Why not, when not (at most `TEXT_BYTES_MAX` bytes).
+        error: String,
+        /// The node's state after the operation.
+        status: NodeStatus,
+    },
+}
+
+/// An AppendEntries request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Append {
+    /// The leader's term.
+    pub term: u64,
+    /// Index of the entry before `entries`.
+    pub prev_index: u64,
+    /// Term of that entry.
+    pub prev_term: u64,
+    /// The leader's commit index.
+    pub leader_commit: u64,
+    /// Contiguous entries from `prev_index + 1`; empty for a probe.
+    pub entries: Vec<Entry>,
+}
+
+impl Append {
+    /// The last index this request covers (`prev_index` for a probe).
+    pub fn last_index(&self) -> u64 {
+        self.entries.last().map_or(self.prev_index, |e| e.index)
+    }
+}
+
+/// A follower's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReply {
+    /// The follower's term.
+    pub term: u64,
+    /// What happened.
+    pub status: AppendStatus,
+    /// With `Accepted`: the follower's log equals the leader's through this index, durably.
+    pub match_index: u64,
+    /// The follower's last index (a hint for probing).
+    pub last_index: u64,
+    /// The term of the follower's last entry.
+    pub last_term: u64,
+    /// The follower's commit index.
+    pub commit_index: u64,
+}
+
+/// The outcome of an append at a follower (IoTDB's response codes, as an enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendStatus {
+    /// In the log and durable through `match_index` (IoTDB's STRONG_ACCEPT).
+    Accepted,
+    /// Held in the sliding window, not yet in the log (WEAK_ACCEPT; never shown to clients).
+    Buffered,
+    /// Too far ahead of the follower's log: send what comes before first.
+    OutOfWindow,
+    /// The entry before the batch is not in the follower's log.
+    Mismatch,
+    /// The sender's term is behind the follower's (`term` says which).
+    StaleTerm,
+    /// An answer to a heartbeat: only the hints are meaningful.
+    Alive,
+}
+
+/// What became of a client's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOutcome {
+    /// Committed at `index`.
+    Committed,
+    /// This node does not lead; try `leader`.
+    NotLeader,
+    /// The leader is saturated (back-pressure); retry later.
+    Busy,
+    /// Leadership changed before the entry committed: its fate is unknown.
+    Unknown,
+}
+
+/// What an operator asks of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlOp {
+    /// Report the node's state.
+    Status,
+    /// A vote request (the operator runs the election, see `Replica::vote`).
+    Vote {
+        /// The candidate's term.
+        term: u64,
+        /// The candidate.
+        candidate: NodeId,
+        /// The candidate's last index.
+        last_index: u64,
+        /// The candidate's last term.
+        last_term: u64,
+    },
+    /// Lead `term` (the node must hold a quorum's votes for it; see `Replica::become_leader`).
+    BecomeLeader {
+        /// The term.
+        term: u64,
+    },
+    /// Snapshot the state machine at its applied index and compact the log behind it.
+    Snapshot,
+    /// Close the store and exit.
+    Shutdown,
+}
+
+/// A node's state, as `Replica::status` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its current term.
+    pub term: u64,
+    /// Whether it leads `term`.
+    pub leader: bool,
+    /// The leader it knows of (itself when leading; 0: none).
+    pub leader_id: NodeId,
+    /// First index in its log.
+    pub first_index: u64,
+    /// Last index in its log.
+    pub last_index: u64,
+    /// Term of the last entry.
+    pub last_term: u64,
+    /// Commit index.
+    pub commit_index: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// Index of its latest snapshot (0: none).
+    pub snapshot_index: u64,
+    /// Snapshots it installed from a leader.
+    pub snapshots_installed: u64,
+    /// Per follower, when leading.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// A leader's view of one follower (`Progress`), with what was sent to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The follower.
+    pub id: NodeId,
+    /// Highest index known replicated there.
+    pub match_index: u64,
+    /// Next index to send.
+    pub next_index: u64,
+    /// 0 probe, 1 replicate, 2 snapshot.
+    pub state: u8,
+    /// `Append` messages sent with entries.
+    pub batches_sent: u64,
+    /// Entry payload bytes sent.
+    pub bytes_sent: u64,
+    /// Snapshots it was sent.
+    pub snapshots_sent: u64,
+}

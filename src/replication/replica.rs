@@ -1,0 +1,431 @@
+//! `Replica`: one node of a group, as a deterministic state machine over its `RaftLog`,
+//! `SnapshotStore` and `StateMachine`. It does no networking and keeps no clock: the caller
+//! feeds it messages (`step`), time (`tick`) and writes (`propose`), and sends what `ready`
+//! hands out. The seeded simulation and the TCP server drive the same code.
+//!
+//! Invariants:
+//! 1. `term` is the persisted hard state's term; it only grows, and is durable before any
+//!    message of that term leaves (`step_down` and `vote` persist it with an fdatasync).
+//! 2. A follower's answers that promise log contents (`after_sync`) leave only after the
+//!    fdatasync that makes those contents and the hard state durable (`ready`).
+//! 3. A leader counts itself in the quorum with its durable index only.
+//! 4. `leader.is_some()` only in a term this node voted itself for.
+//! 5. The state machine has applied exactly the log's applied index.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::appender::Appender;
+use super::leader::LeaderState;
+use super::machine::StateMachine;
+use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
+use super::options::ReplicationOptions;
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+use crate::snapshot::{Chunk, SnapshotLog, SnapshotMeta, SnapshotStore};
+use crate::RaftLog;
+
+/// The entry kind of the no-op a new leader appends to commit its term (Raft §5.4.2).
+pub const NOOP_KIND: u8 = 1;
+
+/// Chunk requests a follower asks for at a time.
+const PULL_REQUESTS: usize = 64;
+
+/// One node of a replicated group; see the module docs.
+pub struct Replica<F: FileSystem, M: StateMachine<F>> {
+    pub(super) id: NodeId,
+    /// Every voter, this node included, ascending.
+    pub(super) members: Vec<NodeId>,
+    pub(super) log: Arc<RaftLog<F>>,
+    pub(super) snapshots: SnapshotStore<F>,
+    pub(super) machine: M,
+    pub(super) options: ReplicationOptions,
+    pub(super) term: u64,
+    /// The leader of `term` this node knows of (0: none).
+    pub(super) leader_id: NodeId,
+    pub(super) leader: Option<LeaderState>,
+    appender: Appender,
+    /// A follower's highest index known equal to the leader's log this term: a heartbeat's
+    /// commit index applies only up to it.
+    matched_through: u64,
+    /// Manifest of the snapshot being pulled.
+    receiving: Option<Bytes>,
+    /// Messages that may leave now.
+    pub(super) outbox: Vec<Envelope>,
+    /// Messages that may leave after the next fdatasync (invariant 2).
+    after_sync: Vec<Envelope>,
+    /// The log changed since the last fdatasync.
+    pub(super) unsynced: bool,
+    /// Ticks since start.
+    pub(super) now: u64,
+    snapshots_installed: u64,
+}
+
+impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
+    /// A node over `log` and `snapshots`, its state machine restored from the latest snapshot
+    /// (the log is brought in line with it: a crash may have stopped an install half way).
+    pub fn open(
+        id: NodeId,
+        members: &[NodeId],
+        log: RaftLog<F>,
+        snapshots: SnapshotStore<F>,
+        mut machine: M,
+        options: ReplicationOptions,
+    ) -> Result<Self> {
+        options.validate()?;
+        if id == 0 || !members.contains(&id) {
+            return Err(Error::InvalidOptions("a replica's id must be a non-zero member"));
+        }
+        let mut snapshot_index = 0;
+        if let Some(meta) = snapshots.latest()? {
+            machine.restore(&snapshots, &meta)?;
+            log.follow_snapshot(meta.index, meta.term)?;
+            snapshot_index = meta.index;
+        }
+        if log.applied_index() != snapshot_index {
+            // The state machine starts at the snapshot; the log must hold what follows it.
+            return Err(Error::Compacted {
+                index: snapshot_index + 1,
+                first_index: log.first_index(),
+            });
+        }
+        let mut members = members.to_vec();
+        members.sort_unstable();
+        members.dedup();
+        let term = log.hard_state().term;
+        let appender =
+            Appender::new(options.appender, options.appender_capacity, options.resend_ticks);
+        Ok(Replica {
+            id,
+            members,
+            log: Arc::new(log),
+            snapshots,
+            machine,
+            options,
+            term,
+            leader_id: 0,
+            leader: None,
+            appender,
+            matched_through: 0,
+            receiving: None,
+            outbox: Vec::new(),
+            after_sync: Vec::new(),
+            unsynced: false,
+            now: 0,
+            snapshots_installed: 0,
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The log (shared: reads never wait for this node's fsyncs).
+    pub fn log(&self) -> &Arc<RaftLog<F>> {
+        &self.log
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> &SnapshotStore<F> {
+        &self.snapshots
+    }
+
+    /// The state machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Whether this node leads its term.
+    pub fn is_leader(&self) -> bool {
+        self.leader.is_some()
+    }
+
+    /// The leader this node knows of (0: none).
+    pub fn leader_id(&self) -> NodeId {
+        self.leader_id
+    }
+
+    /// Votes for `candidate` in `term` if it may (Raft's RequestVote, asked by whoever runs
+    /// the election): not behind this node's term, no other vote in it, and the candidate's log
+    /// at least as up to date. A higher term is persisted whatever the answer. Durable when it
+    /// returns.
+    pub fn vote(
+        &mut self,
+        term: u64,
+        candidate: NodeId,
+        last_index: u64,
+        last_term: u64,
+    ) -> Result<bool> {
+        if term < self.term || !self.members.contains(&candidate) {
+            return Ok(false);
+        }
+        if term > self.term {
+            self.step_down(term)?;
+        }
+        let vote = self.log.hard_state().vote;
+        let up_to_date = candidate == self.id || self.log.is_up_to_date(last_index, last_term);
+        let grant = (vote == 0 || vote == candidate) && self.leader.is_none() && up_to_date;
+        if grant && vote == 0 {
+            self.log.set_hard_state(term, candidate)?;
+        }
+        Ok(grant)
+    }
+
+    /// Adopts `term` (above the current one): durable, and this node follows nobody yet.
+    pub(super) fn step_down(&mut self, term: u64) -> Result<()> {
+        self.log.set_hard_state(term, 0)?;
+        self.term = term;
+        self.leader = None;
+        self.leader_id = 0;
+        self.matched_through = 0;
+        self.appender.reset();
+        Ok(())
+    }
+
+    /// Handles a message from node `from`. Clients' and operators' messages are the server's
+    /// (`Error::BadMessage` here); a non-member's are ignored.
+    pub fn step(&mut self, from: NodeId, message: Message) -> Result<()> {
+        if from == self.id || !self.members.contains(&from) {
+            return Ok(());
+        }
+        let (term, from_leader) = match &message {
+            Message::Append(a) => (a.term, true),
+            Message::Heartbeat { term, .. }
+            | Message::SnapshotOffer { term, .. }
+            | Message::SnapshotChunks { term, .. } => (*term, true),
+            Message::AppendReply(r) => (r.term, false),
+            Message::SnapshotPull { term, .. } => (*term, false),
+            _ => return Err(Error::BadMessage { reason: "not a message between nodes" }),
+        };
+        if term < self.term {
+            if from_leader {
+                let reply = self.reply(AppendStatus::StaleTerm, 0);
+                self.outbox.push(self.envelope(from, Message::AppendReply(reply)));
+            }
+            return Ok(());
+        }
+        if term > self.term {
+            self.step_down(term)?;
+        }
+        if !from_leader {
+            return match message {
+                Message::AppendReply(reply) => self.on_reply(from, reply),
+                Message::SnapshotPull { index, requests, .. } => {
+                    self.on_pull(from, index, &requests)
+                }
+                _ => unreachable!("only replies reach here"),
+            };
+        }
+        if self.leader.is_some() {
+            // Two leaders of one term: whoever ran the election broke its rule. Ignore.
+            return Ok(());
+        }
+        self.leader_id = from;
+        match message {
+            Message::Append(append) => self.on_append(from, append),
+            Message::Heartbeat { leader_commit, .. } => {
+                let commit = leader_commit.min(self.matched_through);
+                if commit > self.log.commit_index() {
+                    self.log.commit_to(commit)?;
+                }
+                let reply = self.reply(AppendStatus::Alive, 0);
+                self.outbox.push(self.envelope(from, Message::AppendReply(reply)));
+                Ok(())
+            }
+            Message::SnapshotOffer { manifest, .. } => {
+                self.receiving = Some(manifest);
+                self.pull(from)
+            }
+            Message::SnapshotChunks { index, chunks, .. } => self.on_chunks(from, index, &chunks),
+            _ => unreachable!("only leader messages reach here"),
+        }
+    }
+
+    fn on_append(&mut self, from: NodeId, append: Append) -> Result<()> {
+        let prev_index = append.prev_index;
+        let outcomes = self.appender.append(&self.log, append, self.now)?;
+        for outcome in outcomes {
+            self.answer(from, outcome.status, outcome.match_index, prev_index);
+        }
+        Ok(())
+    }
+
+    /// Queues an answer to the leader; an `Accepted` one waits for the fdatasync.
+    fn answer(&mut self, to: NodeId, status: AppendStatus, match_index: u64, prev_index: u64) {
+        let reply = match status {
+            AppendStatus::Accepted => {
+                self.matched_through = self.matched_through.max(match_index);
+                self.unsynced = true;
+                self.reply(status, match_index)
+            }
+            // A refusal says which request it refuses, by its previous index.
+            AppendStatus::Mismatch => self.reply(status, prev_index),
+            _ => self.reply(status, 0),
+        };
+        let envelope = self.envelope(to, Message::AppendReply(reply));
+        if status == AppendStatus::Accepted {
+            self.after_sync.push(envelope);
+        } else {
+            self.outbox.push(envelope);
+        }
+    }
+
+    pub(super) fn reply(&self, status: AppendStatus, match_index: u64) -> AppendReply {
+        AppendReply {
+            term: self.term,
+            status,
+            match_index,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            commit_index: self.log.commit_index(),
+        }
+    }
+
+    pub(super) fn envelope(&self, to: NodeId, message: Message) -> Envelope {
+        Envelope { from: self.id, to, message }
+    }
+
+    /// Asks the leader for what the offered snapshot still lacks, or installs it when
+    /// nothing does.
+    fn pull(&mut self, leader: NodeId) -> Result<()> {
+        let Some(manifest) = self.receiving.clone() else { return Ok(()) };
+        let receiver = self.snapshots.receive(&manifest)?;
+        let requests = receiver.missing(None, PULL_REQUESTS);
+        if !requests.is_empty() {
+            let index = receiver.meta().index;
+            let pull = Message::SnapshotPull { term: self.term, index, requests };
+            self.outbox.push(self.envelope(leader, pull));
+            return Ok(());
+        }
+        let meta = receiver.install_with_log(&*self.log)?;
+        self.machine.restore(&self.snapshots, &meta)?;
+        self.receiving = None;
+        self.appender.reset();
+        self.matched_through = meta.index;
+        self.snapshots_installed += 1;
+        self.answer(leader, AppendStatus::Accepted, meta.index, 0);
+        Ok(())
+    }
+
+    fn on_chunks(&mut self, leader: NodeId, index: u64, chunks: &[Bytes]) -> Result<()> {
+        let Some(manifest) = self.receiving.clone() else { return Ok(()) };
+        let mut receiver = self.snapshots.receive(&manifest)?;
+        if receiver.meta().index != index {
+            return Ok(());
+        }
+        for chunk in chunks {
+            receiver.accept(&Chunk::decode(chunk)?)?;
+        }
+        receiver.checkpoint()?;
+        drop(receiver);
+        self.pull(leader)
+    }
+
+    /// Advances time by one tick: heartbeats and resends on a leader, parked requests'
+    /// timeouts on a follower.
+    pub fn tick(&mut self) -> Result<()> {
+        self.now += 1;
+        if self.leader.is_some() {
+            return self.leader_tick();
+        }
+        let leader = self.leader_id;
+        for outcome in self.appender.tick(self.now) {
+            if leader != 0 {
+                self.answer(leader, outcome.status, outcome.match_index, 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what may leave now, makes the log durable (one fdatasync for everything appended
+    /// since the last), sends what waited for it, and applies what is committed.
+    pub fn ready(&mut self, send: &mut dyn FnMut(Envelope)) -> Result<()> {
+        if self.leader.is_some() {
+            self.replicate_all()?;
+        }
+        for envelope in self.outbox.drain(..) {
+            send(envelope);
+        }
+        if self.unsynced {
+            self.log.sync()?;
+            self.unsynced = false;
+            if self.leader.is_some() {
+                self.advance_commit()?;
+            }
+        }
+        for envelope in self.after_sync.drain(..) {
+            send(envelope);
+        }
+        self.apply()
+    }
+
+    fn apply(&mut self) -> Result<()> {
+        loop {
+            let entries = self.log.next_committed_entries(self.options.apply_bytes_max)?;
+            let Some(last) = entries.last().map(|e| e.index) else { return Ok(()) };
+            for entry in &entries {
+                self.machine.apply(entry);
+            }
+            self.log.applied_to(last)?;
+        }
+    }
+
+    /// Snapshots the state machine at the applied index and compacts the log behind it;
+    /// keeps the two latest snapshots. `None` when nothing was applied since the last one.
+    pub fn snapshot(&mut self) -> Result<Option<SnapshotMeta>> {
+        let applied = self.log.applied_index();
+        let latest = self.snapshots.latest()?.map_or(0, |meta| meta.index);
+        if applied <= latest {
+            return Ok(None);
+        }
+        let term = self.log.term(applied)?;
+        let configuration: Vec<u8> = self.members.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let mut writer = self.snapshots.begin(applied, term, &configuration)?;
+        self.machine.snapshot(&mut writer)?;
+        let meta = writer.finish_and_compact(&*self.log)?;
+        self.snapshots.keep_latest(2)?;
+        Ok(Some(meta))
+    }
+
+    /// What this node is and holds.
+    pub fn status(&self) -> Result<NodeStatus> {
+        Ok(NodeStatus {
+            id: self.id,
+            term: self.term,
+            leader: self.leader.is_some(),
+            leader_id: self.leader_id,
+            first_index: self.log.first_index(),
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            commit_index: self.log.commit_index(),
+            applied_index: self.log.applied_index(),
+            snapshot_index: self.snapshots.latest()?.map_or(0, |meta| meta.index),
+            snapshots_installed: self.snapshots_installed,
+            peers: self.leader.as_ref().map(LeaderState::peer_status).unwrap_or_default(),
+        })
+    }
+
+    /// Entries appended after `Entry::new`'s fields: the next index in this term.
+    pub(super) fn next_entry(&self, offset: u64, payload: Bytes, kind: u8) -> Entry {
+        Entry { index: self.log.last_index() + 1 + offset, term: self.term, payload, kind }
+    }
+}
+
+impl<F: FileSystem, M: StateMachine<F>> std::fmt::Debug for Replica<F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id)
+            .field("term", &self.term)
+            .field("leader", &self.leader.is_some())
+            .field("log", &self.log)
+            .finish()
+    }
+}
