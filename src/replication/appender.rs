@@ -44,7 +44,8 @@ pub enum AppenderKind {
 pub struct Outcome {
     /// What happened.
     pub status: AppendStatus,
-    /// With `Accepted`: the log equals the leader's through this index.
+    /// With `Accepted`: the log equals the leader's through this index. With `Mismatch`: the
+    /// `prev_index` of the request refused.
     pub match_index: u64,
 }
 
@@ -101,6 +102,10 @@ impl Appender {
         now: u64,
     ) -> Result<Vec<Outcome>> {
         self.leader_commit = self.leader_commit.max(request.leader_commit);
+        let request = match trim_compacted(log, request) {
+            Ok(request) => request,
+            Err(all_compacted) => return Ok(vec![all_compacted]),
+        };
         let last_index = log.last_index();
         if request.prev_index <= last_index {
             let outcome = self.apply(log, &request)?;
@@ -119,7 +124,7 @@ impl Appender {
         }
         if request.entries.is_empty() {
             // A probe past the log's end: the leader must step back to it.
-            return Ok(vec![Outcome::status(AppendStatus::Mismatch)]);
+            return Ok(vec![mismatch(&request)]);
         }
         let past_log = request.last_index() - last_index;
         match self.kind {
@@ -148,9 +153,11 @@ impl Appender {
 
     /// Gives up on parked requests whose time ran out.
     pub fn tick(&mut self, now: u64) -> Vec<Outcome> {
-        let before = self.parked.len();
-        self.parked.retain(|(_, deadline)| *deadline > now);
-        vec![Outcome::status(AppendStatus::Mismatch); before - self.parked.len()]
+        let (expired, parked) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(_, deadline)| *deadline <= now);
+        self.parked = parked;
+        expired.iter().map(|(request, _)| mismatch(request)).collect()
     }
 
     /// `maybe_append` of a request that starts within the log.
@@ -163,7 +170,7 @@ impl Appender {
         );
         Ok(match appended {
             Ok(Some(match_index)) => Outcome { status: AppendStatus::Accepted, match_index },
-            Ok(None) => Outcome::status(AppendStatus::Mismatch),
+            Ok(None) => mismatch(request),
             // Too much committed and not applied: the leader backs off and resends.
             Err(Error::Busy { .. }) => Outcome::status(AppendStatus::OutOfWindow),
             Err(e) => return Err(e),
@@ -235,4 +242,26 @@ impl Appender {
         }
         Ok(outcomes)
     }
+}
+
+fn mismatch(request: &Append) -> Outcome {
+    Outcome { status: AppendStatus::Mismatch, match_index: request.prev_index }
+}
+
+/// The request without the entries this log compacted (they are committed, so equal to the
+/// leader's): it then starts at the log's first index at the latest. When it carries nothing
+/// past the compacted prefix, the answer: `Accepted` through its last index.
+fn trim_compacted<F: FileSystem>(log: &RaftLog<F>, mut request: Append) -> Result<Append, Outcome> {
+    let base = log.first_index() - 1;
+    if request.prev_index >= base {
+        return Ok(request);
+    }
+    let skip = usize::try_from(base - request.prev_index).unwrap_or(usize::MAX);
+    if skip > request.entries.len() {
+        return Err(Outcome { status: AppendStatus::Accepted, match_index: request.last_index() });
+    }
+    request.prev_term = request.entries[skip - 1].term;
+    request.prev_index = base;
+    request.entries.drain(..skip);
+    Ok(request)
 }

@@ -119,10 +119,16 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             }
             AppendStatus::Mismatch => {
                 let leader_has = self.log.term(reply.last_index).ok() == Some(reply.last_term);
-                progress.mismatched(reply.match_index, reply.last_index, leader_has);
+                progress.mismatched(
+                    reply.match_index,
+                    reply.last_index,
+                    reply.commit_index,
+                    leader_has,
+                );
             }
             AppendStatus::OutOfWindow => progress.retransmit(),
-            AppendStatus::Buffered | AppendStatus::Alive | AppendStatus::StaleTerm => {}
+            AppendStatus::Buffered => progress.unsettled(reply.last_index),
+            AppendStatus::Alive | AppendStatus::StaleTerm => {}
         }
         self.replicate(from)
     }

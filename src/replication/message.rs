@@ -133,6 +133,7 @@ pub struct AppendReply {
     /// What happened.
     pub status: AppendStatus,
     /// With `Accepted`: the follower's log equals the leader's through this index, durably.
+    /// With `Mismatch`: the `prev_index` of the request refused. Otherwise 0.
     pub match_index: u64,
     /// The follower's last index (a hint for probing).
     pub last_index: u64,

@@ -79,7 +79,7 @@ impl Progress {
         self.in_flight.front().map(|(_, tick)| *tick)
     }
 
-    /// Records a batch through `last` sent at `now`.
+    /// Records a batch through `last` sent at `now` (a probe when probing).
     pub fn sent(&mut self, last: u64, now: u64, payload_bytes: u64) {
         debug_assert!(
             last >= self.next_index,
@@ -88,10 +88,11 @@ impl Progress {
         );
         if self.state == ProgressState::Replicate {
             self.in_flight.push_back((last, now));
+            self.next_index = last + 1;
         } else {
+            // A probe does not move `next_index`: its answer decides where to go.
             self.last_sent_tick = Some(now);
         }
-        self.next_index = last + 1;
         self.batches_sent += 1;
         self.bytes_sent += payload_bytes;
     }
@@ -115,18 +116,38 @@ impl Progress {
         true
     }
 
-    /// The follower refused a batch after `prev_index`: its log ends at `last_index`, and
-    /// `leader_has` says whether the leader's entry at `last_index` has the follower's last
-    /// term there (then everything through it matches, by Log Matching). Back to probing.
-    pub fn mismatched(&mut self, prev_index: u64, last_index: u64, leader_has: bool) {
+    /// The follower refused a batch after `prev_index`: its log ends at `last_index` and it
+    /// committed through `commit_index` (committed entries are the leader's too); `leader_has`
+    /// says whether the leader's entry at `last_index` has the follower's last term there (then
+    /// everything through it matches, by Log Matching). Back to probing.
+    pub fn mismatched(
+        &mut self,
+        prev_index: u64,
+        last_index: u64,
+        commit_index: u64,
+        leader_has: bool,
+    ) {
         if self.state == ProgressState::Probe && prev_index + 1 != self.next_index {
             // A stale answer to an older probe: the next one is already on its way.
             return;
         }
-        let next = if leader_has { last_index + 1 } else { prev_index.min(last_index + 1) };
-        self.next_index =
-            next.clamp(self.match_index + 1, self.next_index.max(self.match_index + 1));
+        let next = if leader_has {
+            last_index + 1
+        } else {
+            let below = prev_index.min(last_index + 1);
+            below.max((commit_index + 1).min(below))
+        };
+        self.next_index = next.max(self.match_index + 1);
         self.probe();
+    }
+
+    /// An answer that did not settle a probe (the follower buffered or parked it because its
+    /// log ends at `last_index`, before the probe): probe again from there.
+    pub fn unsettled(&mut self, last_index: u64) {
+        if self.state == ProgressState::Probe {
+            self.next_index = (last_index + 1).clamp(self.match_index + 1, self.next_index);
+            self.last_sent_tick = None;
+        }
     }
 
     /// Back to probing from `next_index` (after a loss, or a refusal).
@@ -195,17 +216,19 @@ mod tests {
         let mut p = Progress::new(10, 0);
         assert_eq!((p.state, p.next_index), (ProgressState::Probe, 11));
 
-        // A probe after 10 is refused; the follower ends at 4 with a term the leader has.
-        p.sent(10, 1, 0);
-        p.mismatched(10, 4, true);
+        // An empty probe after 10 is refused; the follower ends at 4 with a term the leader
+        // has.
+        p.last_sent_tick = Some(1);
+        p.mismatched(10, 4, 0, true);
         assert_eq!((p.state, p.next_index, p.match_index), (ProgressState::Probe, 5, 0));
 
         // A stale refusal of an older probe changes nothing.
-        p.mismatched(8, 2, false);
+        p.mismatched(8, 2, 0, false);
         assert_eq!(p.next_index, 5);
 
         // The probe after 4 carrying 5..=10 is accepted: replicate, pipelined.
         p.sent(10, 2, 60);
+        assert_eq!(p.next_index, 5);
         assert!(p.accepted(10));
         assert_eq!((p.state, p.match_index, p.next_index), (ProgressState::Replicate, 10, 11));
         p.sent(12, 3, 20);
@@ -220,7 +243,7 @@ mod tests {
         assert_eq!(p.match_index, 13);
 
         // A refusal in replicate goes back to probing after the match point.
-        p.mismatched(15, 13, false);
+        p.mismatched(15, 13, 0, false);
         assert_eq!((p.state, p.next_index, p.in_flight()), (ProgressState::Probe, 14, 0));
 
         // The snapshot state ends with the follower's ack of the snapshot's index.
@@ -228,7 +251,7 @@ mod tests {
         assert_eq!(p.state, ProgressState::Snapshot { index: 40 });
         assert!(p.accepted(40));
         assert_eq!((p.state, p.match_index, p.next_index), (ProgressState::Replicate, 40, 41));
-        assert_eq!((p.batches_sent, p.bytes_sent), (4, 110));
+        assert_eq!((p.batches_sent, p.bytes_sent), (3, 110));
     }
 
     #[test]

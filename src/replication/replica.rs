@@ -250,26 +250,21 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     fn on_append(&mut self, from: NodeId, append: Append) -> Result<()> {
-        let prev_index = append.prev_index;
         let outcomes = self.appender.append(&self.log, append, self.now)?;
         for outcome in outcomes {
-            self.answer(from, outcome.status, outcome.match_index, prev_index);
+            self.answer(from, outcome.status, outcome.match_index);
         }
         Ok(())
     }
 
-    /// Queues an answer to the leader; an `Accepted` one waits for the fdatasync.
-    fn answer(&mut self, to: NodeId, status: AppendStatus, match_index: u64, prev_index: u64) {
-        let reply = match status {
-            AppendStatus::Accepted => {
-                self.matched_through = self.matched_through.max(match_index);
-                self.unsynced = true;
-                self.reply(status, match_index)
-            }
-            // A refusal says which request it refuses, by its previous index.
-            AppendStatus::Mismatch => self.reply(status, prev_index),
-            _ => self.reply(status, 0),
-        };
+    /// Queues an answer to the leader; an `Accepted` one waits for the fdatasync. With
+    /// `Mismatch`, `match_index` is the refused request's previous index.
+    fn answer(&mut self, to: NodeId, status: AppendStatus, match_index: u64) {
+        if status == AppendStatus::Accepted {
+            self.matched_through = self.matched_through.max(match_index);
+            self.unsynced = true;
+        }
+        let reply = self.reply(status, match_index);
         let envelope = self.envelope(to, Message::AppendReply(reply));
         if status == AppendStatus::Accepted {
             self.after_sync.push(envelope);
@@ -298,9 +293,17 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     fn pull(&mut self, leader: NodeId) -> Result<()> {
         let Some(manifest) = self.receiving.clone() else { return Ok(()) };
         let receiver = self.snapshots.receive(&manifest)?;
+        let index = receiver.meta().index;
+        if self.log.applied_index() >= index {
+            // Already applied past it (the offer raced the log): what it covers is committed
+            // here, so it matches the leader's.
+            receiver.abort()?;
+            self.receiving = None;
+            self.answer(leader, AppendStatus::Accepted, index);
+            return Ok(());
+        }
         let requests = receiver.missing(None, PULL_REQUESTS);
         if !requests.is_empty() {
-            let index = receiver.meta().index;
             let pull = Message::SnapshotPull { term: self.term, index, requests };
             self.outbox.push(self.envelope(leader, pull));
             return Ok(());
@@ -311,7 +314,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.appender.reset();
         self.matched_through = meta.index;
         self.snapshots_installed += 1;
-        self.answer(leader, AppendStatus::Accepted, meta.index, 0);
+        self.answer(leader, AppendStatus::Accepted, meta.index);
         Ok(())
     }
 
@@ -339,7 +342,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let leader = self.leader_id;
         for outcome in self.appender.tick(self.now) {
             if leader != 0 {
-                self.answer(leader, outcome.status, outcome.match_index, 0);
+                self.answer(leader, outcome.status, outcome.match_index);
             }
         }
         Ok(())
