@@ -260,7 +260,7 @@ impl Sim {
                 .and_then(|()| replica.tick())
                 .and_then(|()| replica.ready(&mut |envelope| endpoint.send(envelope)));
             if let Err(e) = outcome {
-                self.fail(format!("node {id}: {e}"));
+                self.fail(format!("node {id}: {e} ({e:?})"));
             }
             self.snapshots_installed =
                 self.snapshots_installed.max(replica.status().map_or(0, |s| s.snapshots_installed));

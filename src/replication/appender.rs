@@ -47,11 +47,13 @@ pub struct Outcome {
     /// With `Accepted`: the log equals the leader's through this index. With `Mismatch`: the
     /// `prev_index` of the request refused.
     pub match_index: u64,
+    /// With `Mismatch`: the `prev_term` of the request refused. Otherwise 0.
+    pub prev_term: u64,
 }
 
 impl Outcome {
     fn status(status: AppendStatus) -> Self {
-        Outcome { status, match_index: 0 }
+        Outcome { status, match_index: 0, prev_term: 0 }
     }
 }
 
@@ -169,7 +171,9 @@ impl Appender {
             &request.entries,
         );
         Ok(match appended {
-            Ok(Some(match_index)) => Outcome { status: AppendStatus::Accepted, match_index },
+            Ok(Some(match_index)) => {
+                Outcome { status: AppendStatus::Accepted, match_index, prev_term: 0 }
+            }
             Ok(None) => mismatch(request),
             // Too much committed and not applied: the leader backs off and resends.
             Err(Error::Busy { .. }) => Outcome::status(AppendStatus::OutOfWindow),
@@ -245,7 +249,11 @@ impl Appender {
 }
 
 fn mismatch(request: &Append) -> Outcome {
-    Outcome { status: AppendStatus::Mismatch, match_index: request.prev_index }
+    Outcome {
+        status: AppendStatus::Mismatch,
+        match_index: request.prev_index,
+        prev_term: request.prev_term,
+    }
 }
 
 /// The request without the entries this log compacted (they are committed, so equal to the
@@ -258,7 +266,8 @@ fn trim_compacted<F: FileSystem>(log: &RaftLog<F>, mut request: Append) -> Resul
     }
     let skip = usize::try_from(base - request.prev_index).unwrap_or(usize::MAX);
     if skip > request.entries.len() {
-        return Err(Outcome { status: AppendStatus::Accepted, match_index: request.last_index() });
+        let match_index = request.last_index();
+        return Err(Outcome { status: AppendStatus::Accepted, match_index, prev_term: 0 });
     }
     request.prev_term = request.entries[skip - 1].term;
     request.prev_index = base;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::machine::StateMachine;
 use super::message::{Append, AppendReply, AppendStatus, Message, NodeId, PeerStatus};
 use super::progress::{quorum_index, Progress, ProgressState};
-use super::replica::{Replica, NOOP_KIND};
+use super::replica::{conflict_hint, Replica, NOOP_KIND};
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::snapshot::{ChunkRequest, SnapshotMeta};
@@ -118,13 +118,13 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 }
             }
             AppendStatus::Mismatch => {
-                let leader_has = self.log.term(reply.last_index).ok() == Some(reply.last_term);
-                progress.mismatched(
-                    reply.match_index,
-                    reply.last_index,
-                    reply.commit_index,
-                    leader_has,
-                );
+                // The follower's hint: its last entry at or below the refused one whose term
+                // is at most the refused term. Where this log has a term at most that, the
+                // next probe goes (it matches, or the follower hints lower still).
+                let floor = progress.match_index;
+                let (hint, _) = conflict_hint(&self.log, reply.last_index, reply.last_term, floor)
+                    .unwrap_or((reply.last_index, 0));
+                progress.mismatched(reply.match_index, hint + 1);
             }
             AppendStatus::OutOfWindow => progress.retransmit(),
             AppendStatus::Buffered => progress.unsettled(reply.last_index),

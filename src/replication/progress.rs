@@ -116,28 +116,14 @@ impl Progress {
         true
     }
 
-    /// The follower refused a batch after `prev_index`: its log ends at `last_index` and it
-    /// committed through `commit_index` (committed entries are the leader's too); `leader_has`
-    /// says whether the leader's entry at `last_index` has the follower's last term there (then
-    /// everything through it matches, by Log Matching). Back to probing.
-    pub fn mismatched(
-        &mut self,
-        prev_index: u64,
-        last_index: u64,
-        commit_index: u64,
-        leader_has: bool,
-    ) {
+    /// The follower refused the batch after `prev_index`; its hint says to probe from `next`
+    /// (never at or below `match_index`, never forward). Back to probing.
+    pub fn mismatched(&mut self, prev_index: u64, next: u64) {
         if self.state == ProgressState::Probe && prev_index + 1 != self.next_index {
             // A stale answer to an older probe: the next one is already on its way.
             return;
         }
-        let next = if leader_has {
-            last_index + 1
-        } else {
-            let below = prev_index.min(last_index + 1);
-            below.max((commit_index + 1).min(below))
-        };
-        self.next_index = next.max(self.match_index + 1);
+        self.next_index = next.min(prev_index.max(self.match_index + 1)).max(self.match_index + 1);
         self.probe();
     }
 
@@ -216,14 +202,13 @@ mod tests {
         let mut p = Progress::new(10, 0);
         assert_eq!((p.state, p.next_index), (ProgressState::Probe, 11));
 
-        // An empty probe after 10 is refused; the follower ends at 4 with a term the leader
-        // has.
+        // An empty probe after 10 is refused; the follower's hint says 5.
         p.last_sent_tick = Some(1);
-        p.mismatched(10, 4, 0, true);
+        p.mismatched(10, 5);
         assert_eq!((p.state, p.next_index, p.match_index), (ProgressState::Probe, 5, 0));
 
         // A stale refusal of an older probe changes nothing.
-        p.mismatched(8, 2, 0, false);
+        p.mismatched(8, 3);
         assert_eq!(p.next_index, 5);
 
         // The probe after 4 carrying 5..=10 is accepted: replicate, pipelined.
@@ -243,7 +228,7 @@ mod tests {
         assert_eq!(p.match_index, 13);
 
         // A refusal in replicate goes back to probing after the match point.
-        p.mismatched(15, 13, 0, false);
+        p.mismatched(15, 14);
         assert_eq!((p.state, p.next_index, p.in_flight()), (ProgressState::Probe, 14, 0));
 
         // The snapshot state ends with the follower's ack of the snapshot's index.

@@ -252,8 +252,27 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     fn on_append(&mut self, from: NodeId, append: Append) -> Result<()> {
         let outcomes = self.appender.append(&self.log, append, self.now)?;
         for outcome in outcomes {
-            self.answer(from, outcome.status, outcome.match_index);
+            if outcome.status == AppendStatus::Mismatch {
+                self.refuse(from, outcome.match_index, outcome.prev_term)?;
+            } else {
+                self.answer(from, outcome.status, outcome.match_index);
+            }
         }
+        Ok(())
+    }
+
+    /// Refuses a request after `(prev_index, prev_term)` with a hint that skips a whole
+    /// conflicting term per round trip (etcd raft's `findConflictByTerm`): the last index at or
+    /// below it whose term is at most `prev_term`, and that term.
+    fn refuse(&mut self, to: NodeId, prev_index: u64, prev_term: u64) -> Result<()> {
+        let (index, term) =
+            conflict_hint(&self.log, prev_index, prev_term, self.log.commit_index())?;
+        let reply = AppendReply {
+            last_index: index,
+            last_term: term,
+            ..self.reply(AppendStatus::Mismatch, prev_index)
+        };
+        self.outbox.push(self.envelope(to, Message::AppendReply(reply)));
         Ok(())
     }
 
@@ -342,7 +361,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let leader = self.leader_id;
         for outcome in self.appender.tick(self.now) {
             if leader != 0 {
-                self.answer(leader, outcome.status, outcome.match_index);
+                self.refuse(leader, outcome.match_index, outcome.prev_term)?;
             }
         }
         Ok(())
@@ -430,5 +449,25 @@ impl<F: FileSystem, M: StateMachine<F>> std::fmt::Debug for Replica<F, M> {
             .field("leader", &self.leader.is_some())
             .field("log", &self.log)
             .finish()
+    }
+}
+
+/// The last index at or below `index` (and the log's end) whose term is at most `term`, with
+/// that term. The search stops at `floor`, below which the log is known to agree (a
+/// follower's commit index, a leader's match index for the follower), or at the first index.
+pub(super) fn conflict_hint<F: FileSystem>(
+    log: &RaftLog<F>,
+    index: u64,
+    term: u64,
+    floor: u64,
+) -> Result<(u64, u64)> {
+    let floor = floor.max(log.first_index() - 1);
+    let mut at = index.min(log.last_index());
+    loop {
+        let here = log.term(at)?;
+        if here <= term || at <= floor {
+            return Ok((at, here));
+        }
+        at -= 1;
     }
 }

@@ -237,8 +237,10 @@ impl State {
             }
         }
         self.name_changes.clear();
-        self.live = self.durable.clone();
+        // Names under a directory whose own creation was lost are unreachable: gone from
+        // both images (the live one is what the machine sees when it boots).
         self.durable.drop_orphans();
+        self.live = self.durable.clone();
         let reachable: BTreeSet<u64> = self.durable.names.values().copied().collect();
         self.inodes.retain(|ino, _| reachable.contains(ino));
         for inode in self.inodes.values_mut() {
