@@ -94,7 +94,8 @@ impl Sim {
             .appender_capacity(32)
             .batch_entries_max(8)
             .in_flight_batches_max(4)
-            .resend_ticks(8);
+            .resend_ticks(8)
+            .compaction_lag_entries(seed % 3 * 4);
         let mut machines = BTreeMap::new();
         for id in members.iter().copied() {
             let fs = SimFs::with_seed(seed * 16 + id);

@@ -17,6 +17,7 @@ pub struct ReplicationOptions {
     pub(super) uncommitted_entries_max: u64,
     pub(super) snapshot_message_bytes_max: u64,
     pub(super) apply_bytes_max: u64,
+    pub(super) compaction_lag_entries: u64,
 }
 
 impl Default for ReplicationOptions {
@@ -32,6 +33,7 @@ impl Default for ReplicationOptions {
             uncommitted_entries_max: 65_536,
             snapshot_message_bytes_max: 4 << 20,
             apply_bytes_max: 16 << 20,
+            compaction_lag_entries: 1000,
         }
     }
 }
@@ -100,6 +102,14 @@ impl ReplicationOptions {
     #[must_use]
     pub fn snapshot_message_bytes_max(mut self, bytes: u64) -> Self {
         self.snapshot_message_bytes_max = bytes;
+        self
+    }
+
+    /// Entries a snapshot leaves in the log behind it (default 1000), so that a follower
+    /// a little behind still catches up from the log (etcd's `SnapshotCatchUpEntries`).
+    #[must_use]
+    pub fn compaction_lag_entries(mut self, entries: u64) -> Self {
+        self.compaction_lag_entries = entries;
         self
     }
 

@@ -400,8 +400,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
     }
 
-    /// Snapshots the state machine at the applied index and compacts the log behind it;
-    /// keeps the two latest snapshots. `None` when nothing was applied since the last one.
+    /// Snapshots the state machine at the applied index and compacts the log behind it,
+    /// leaving `compaction_lag_entries`; keeps the two latest snapshots. `None` when nothing
+    /// was applied since the last one.
     pub fn snapshot(&mut self) -> Result<Option<SnapshotMeta>> {
         let applied = self.log.applied_index();
         let latest = self.snapshots.latest()?.map_or(0, |meta| meta.index);
@@ -412,9 +413,20 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let configuration: Vec<u8> = self.members.iter().flat_map(|id| id.to_le_bytes()).collect();
         let mut writer = self.snapshots.begin(applied, term, &configuration)?;
         self.machine.snapshot(&mut writer)?;
-        let meta = writer.finish_and_compact(&*self.log)?;
+        let meta = writer.finish()?;
+        self.log.compact(applied.saturating_sub(self.options.compaction_lag_entries))?;
         self.snapshots.keep_latest(2)?;
         Ok(Some(meta))
+    }
+
+    /// Makes the log durable and closes its store (sealed: the next open reads no record),
+    /// unless a clone of `log()` is still held elsewhere, which then keeps it open.
+    pub fn close(self) -> Result<()> {
+        self.log.sync()?;
+        match Arc::try_unwrap(self.log) {
+            Ok(log) => log.into_store().close(),
+            Err(_shared) => Ok(()),
+        }
     }
 
     /// What this node is and holds.
