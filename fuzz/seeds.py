@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds the corpora from format/golden/: each log store packed into an open_store input (see
 fuzz_targets/open_store.rs), each golden snapshot's manifest and chunk into a
-snapshot_manifest input (see fuzz_targets/snapshot_manifest.rs). Argument: the corpus root."""
+snapshot_manifest input (see fuzz_targets/snapshot_manifest.rs), each golden wire frame
+(without its length prefix) into a decode_message input. Argument: the corpus root."""
 import os
 import struct
 import sys
@@ -33,3 +34,7 @@ for version in sorted(os.listdir(golden)):
         chunk = open(os.path.join(root, "chunk.bin"), "rb").read()[:0xFFFF]
         packed = struct.pack("<H", len(manifest)) + manifest + struct.pack("<H", len(chunk)) + chunk
         write("snapshot_manifest", "golden-" + version, packed)
+
+wire = os.path.join(golden, "wire-v1")
+for name in sorted(os.listdir(wire)):
+    write("decode_message", "golden-" + name, open(os.path.join(wire, name), "rb").read()[4:])
