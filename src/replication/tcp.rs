@@ -204,6 +204,8 @@ pub fn read_frame(reader: &mut impl Read) -> io::Result<Option<Envelope>> {
 pub struct Connection {
     writer: BufWriter<TcpStream>,
     reader: BufReader<TcpStream>,
+    /// The read timeout set on the socket (set again only when it changes: a syscall).
+    timeout: Option<Duration>,
 }
 
 impl Connection {
@@ -212,7 +214,7 @@ impl Connection {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
         let reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
-        Ok(Connection { writer: BufWriter::with_capacity(1 << 20, stream), reader })
+        Ok(Connection { writer: BufWriter::with_capacity(1 << 20, stream), reader, timeout: None })
     }
 
     /// Queues one frame (sent at the next `flush` or `receive`).
@@ -225,10 +227,15 @@ impl Connection {
         self.writer.flush()
     }
 
-    /// Waits at most `timeout` for the next frame (`TimedOut` or `WouldBlock` when none).
+    /// Waits at most `timeout` for the next frame (`TimedOut` or `WouldBlock` when none). A
+    /// timeout leaves the connection unusable (a frame may be half read): reconnect.
     pub fn receive(&mut self, timeout: Duration) -> io::Result<Envelope> {
         self.writer.flush()?;
-        self.reader.get_ref().set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        if self.timeout != timeout {
+            self.reader.get_ref().set_read_timeout(timeout)?;
+            self.timeout = timeout;
+        }
         read_frame(&mut self.reader)?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "the node closed the connection")
         })
