@@ -261,6 +261,22 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
             run.cluster.wait_caught_up(run.leader, id, last_index)?;
         }
     }
+    let leader_status = run.cluster.status(run.leader)?;
+    let followers: Vec<String> = leader_status
+        .peers
+        .iter()
+        .map(|p| {
+            let lag = leader_status.last_index.saturating_sub(p.match_index);
+            println!(
+                "follower {}: match index {}, lag {lag}, {} batches and {} payload bytes sent, {} snapshots",
+                p.id, p.match_index, p.batches_sent, p.bytes_sent, p.snapshots_sent
+            );
+            format!(
+                r#"{{"node":{},"match_index":{},"lag":{lag},"batches_sent":{},"bytes_sent":{},"snapshots_sent":{}}}"#,
+                p.id, p.match_index, p.batches_sent, p.bytes_sent, p.snapshots_sent
+            )
+        })
+        .collect();
     let acknowledged_through = run.client.acknowledged_through;
     let throughput = run.client.acknowledged as f64 / run.write_seconds.max(1e-9);
     let mut latencies = run.client.latencies_us.clone();
@@ -305,7 +321,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         })
         .collect();
     Ok(format!(
-        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
+        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
         args.nodes,
         args.entries,
         args.payload,
@@ -315,6 +331,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         run.snapshots,
         !args.no_sync,
         catch_ups.join(","),
+        followers.join(","),
         node_dirs.join(",")
     ))
 }
