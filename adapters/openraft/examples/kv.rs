@@ -147,7 +147,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         match self.call(Request::Append(rpc)).await? {
-            Response::Append(result) => result.map_err(|e| remote(e)),
+            Response::Append(result) => result.map_err(remote),
             _ => Err(remote("unexpected response".into())),
         }
     }
@@ -161,7 +161,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
         match self.call(Request::Snapshot(rpc)).await? {
-            Response::Snapshot(result) => result.map_err(|e| remote(e)),
+            Response::Snapshot(result) => result.map_err(remote),
             _ => Err(remote("unexpected response".into())),
         }
     }
@@ -172,7 +172,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         match self.call(Request::Vote(rpc)).await? {
-            Response::Vote(result) => result.map_err(|e| remote(e)),
+            Response::Vote(result) => result.map_err(remote),
             _ => Err(remote("unexpected response".into())),
         }
     }

@@ -25,6 +25,9 @@
 //! # Ok::<(), raftlog::Error>(())
 //! ```
 
+// openraft's traits return its `StorageError` (224 bytes); helpers return it too.
+#![allow(clippy::result_large_err)]
+
 mod archive;
 mod codec;
 pub mod kv;
