@@ -5,7 +5,13 @@
 //! the new leader (linearizable reads), writes more, restarts the killed node from its
 //! directory and waits for it to catch up.
 //!
-//! `cargo run --release -p raftlog-openraft --example kv -- [--writes N] [--clients N] [--dir DIR]`
+//! `cargo run --release -p raftlog-openraft --example kv -- [--writes N] [--clients N] [--dir DIR]
+//! [--store raftlog|raft-log] [--bench]`: `--store raft-log` runs the same cluster on raft-log
+//! 0.4.6 (the benchmark's peer); `--bench` stops after the first write phase and prints a
+//! `RESULT` line (`bench/openraft.sh` compares the two stores).
+
+#[path = "kv_support/raft_log_peer.rs"]
+mod raft_log_peer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::storage::RaftLogStorage;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -227,7 +234,11 @@ async fn handle(
 }
 
 /// One node: its stores, its Raft, and a TCP server for peers and the driver.
-async fn serve(id: u64, addr: String, dir: PathBuf) -> Result<(), Error> {
+async fn serve(id: u64, addr: String, dir: PathBuf, store: &str) -> Result<(), Error> {
+    let machine = Machine::open(dir.join("snapshots"), Kv::default())?;
+    if store == "raft-log" {
+        return run(id, addr, raft_log_peer::RaftLogPeer::open(&dir.join("raft-log"))?, machine).await;
+    }
     let log_store = LogStore::<TypeConfig>::open(dir.join("log"), raftlog::Options::default())?;
     let report = log_store.store().recovery_report().clone();
     println!(
@@ -237,15 +248,17 @@ async fn serve(id: u64, addr: String, dir: PathBuf) -> Result<(), Error> {
         report.last_index,
         report.torn_tail.map(|t| t.durability)
     );
-    let machine = Machine::open(dir.join("snapshots"), Kv::default())?;
+    run(id, addr, log_store, machine).await
+}
+
+async fn run<LS: RaftLogStorage<TypeConfig>>(id: u64, addr: String, log_store: LS, machine: Machine) -> Result<(), Error> {
     let config = Config {
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
         ..Default::default()
     };
-    let raft =
-        Raft::new(id, Arc::new(config.validate()?), Network, log_store, machine.clone()).await?;
+    let raft = Raft::new(id, Arc::new(config.validate()?), Network, log_store, machine.clone()).await?;
     let listener = TcpListener::bind(&addr).await?;
     let shared = Arc::new((raft, machine, addr));
     loop {
@@ -266,6 +279,7 @@ async fn serve(id: u64, addr: String, dir: PathBuf) -> Result<(), Error> {
 struct Cluster {
     addrs: BTreeMap<u64, String>,
     root: PathBuf,
+    store: String,
     children: BTreeMap<u64, Child>,
 }
 
@@ -277,6 +291,7 @@ impl Cluster {
                 &id.to_string(),
                 &self.addrs[&id],
                 &self.root.join(format!("node-{id}")).display().to_string(),
+                &self.store,
             ])
             .spawn()?;
         self.children.insert(id, child);
@@ -380,19 +395,21 @@ async fn write_all(
     Ok(latencies)
 }
 
-fn report(what: &str, latencies: &mut [Duration], seconds: f64) {
+/// Prints a write phase's figures; returns (writes/s, p50 us, p99 us).
+fn report(what: &str, latencies: &mut [Duration], seconds: f64) -> (f64, u128, u128) {
     latencies.sort_unstable();
     let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_micros();
+    let rate = latencies.len() as f64 / seconds;
     println!(
-        "{what}: {} writes in {seconds:.2} s, {:.0} writes/s, latency p50 {} us, p99 {} us",
+        "{what}: {} writes in {seconds:.2} s, {rate:.0} writes/s, latency p50 {} us, p99 {} us",
         latencies.len(),
-        latencies.len() as f64 / seconds,
         p(0.5),
         p(0.99)
     );
+    (rate, p(0.5), p(0.99))
 }
 
-async fn drive(writes: u64, clients: u64, root: &Path) -> Result<(), Error> {
+async fn drive(writes: u64, clients: u64, root: &Path, store: &str, bench: bool) -> Result<(), Error> {
     let ports: Vec<u16> = (0..3)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -402,10 +419,14 @@ async fn drive(writes: u64, clients: u64, root: &Path) -> Result<(), Error> {
         .collect::<Result<_, _>>()?;
     let addrs: BTreeMap<u64, String> =
         (1..=3).zip(ports).map(|(id, port)| (id, format!("127.0.0.1:{port}"))).collect();
-    let mut cluster =
-        Cluster { addrs: addrs.clone(), root: root.to_path_buf(), children: BTreeMap::new() };
+    let mut cluster = Cluster {
+        addrs: addrs.clone(),
+        root: root.to_path_buf(),
+        store: store.to_string(),
+        children: BTreeMap::new(),
+    };
     println!(
-        "openraft on raftlog: 3 nodes as processes on 127.0.0.1, directories under {}",
+        "openraft on {store}: 3 nodes as processes on 127.0.0.1, directories under {}",
         root.display()
     );
     for id in 1..=3 {
@@ -425,11 +446,12 @@ async fn drive(writes: u64, clients: u64, root: &Path) -> Result<(), Error> {
 
     let started = Instant::now();
     let mut latencies = write_all(&cluster, 1, 0..writes, clients).await?;
-    report(
-        &format!("wrote through leader 1 with {clients} clients"),
-        &mut latencies,
-        started.elapsed().as_secs_f64(),
-    );
+    let phase = format!("wrote through leader 1 with {clients} clients");
+    let (rate, p50, p99) = report(&phase, &mut latencies, started.elapsed().as_secs_f64());
+    if bench {
+        println!("RESULT {store} {rate:.1} {p50} {p99}");
+        return Ok(());
+    }
 
     cluster.kill(1)?;
     println!("killed node 1 (the leader) with SIGKILL");
@@ -483,8 +505,8 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.first().map(String::as_str) == Some("--serve") {
-        let [_, id, addr, dir] = args.as_slice() else { return Err("--serve ID ADDR DIR".into()) };
-        return runtime.block_on(serve(id.parse()?, addr.clone(), dir.into()));
+        let [_, id, addr, dir, store] = args.as_slice() else { return Err("--serve ID ADDR DIR STORE".into()) };
+        return runtime.block_on(serve(id.parse()?, addr.clone(), dir.into(), store));
     }
     let value =
         |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -492,5 +514,10 @@ fn main() -> Result<(), Error> {
     let clients: u64 = value("--clients").map_or(Ok(16), |v| v.parse())?;
     let temporary = tempfile::tempdir()?;
     let root = value("--dir").map_or(temporary.path().to_path_buf(), PathBuf::from);
-    runtime.block_on(drive(writes, clients.max(1), &root))
+    let store = value("--store").unwrap_or_else(|| "raftlog".to_string());
+    if store != "raftlog" && store != "raft-log" {
+        return Err("--store is raftlog or raft-log".into());
+    }
+    let bench = args.iter().any(|a| a == "--bench");
+    runtime.block_on(drive(writes, clients.max(1), &root, &store, bench))
 }
