@@ -1,9 +1,11 @@
 //! raftlog against raft-engine 0.4, side by side in one run on the same data.
 //!
-//! `cargo run --release --manifest-path bench/Cargo.toml -- [reads|open|appends|all] [rounds]`
+//! `cargo run --release --manifest-path bench/Cargo.toml -- [reads|cold-reads|open|appends|all] [rounds]`
 //!
 //! - reads: random catch-up reads of 100-entry ranges from sealed data (hot page cache), 256 B
 //!   and 4 KiB payloads; engines alternate, median of the rounds.
+//! - cold-reads: the same reads of 4 million 256 B entries on stores opened afresh every round
+//!   (page cache warm, mappings cold).
 //! - open: reopening 4 million 256-byte entries (about 1 GiB), each open in a fresh child
 //!   process so that its time and the resident memory it adds are its own.
 //! - appends: synced batches (256 B x 16 with 1 and 4 writers, 4 KiB x 64) and unsynced
@@ -134,6 +136,54 @@ fn reads(rounds: usize) {
             ours_rate / theirs_rate
         );
     }
+}
+
+/// Catch-up reads on stores just opened: each round opens both afresh (page cache warm, maps
+/// and raft-engine's memtables cold) and reads `READS_PER_ROUND` random ranges.
+fn cold_reads(rounds: usize) {
+    const ENTRIES: u64 = 4_000_000;
+    println!("## Catch-up reads on a store just opened: {ENTRIES} entries of 256 B, ranges of {RANGE}");
+    println!("| round | raftlog entries/s | raft-engine entries/s | ratio |");
+    println!("|---|---|---|---|");
+    let ours = tempfile::tempdir().expect("tempdir");
+    let theirs = tempfile::tempdir().expect("tempdir");
+    write_raftlog(ours.path(), ENTRIES, 256);
+    write_raft_engine(theirs.path(), ENTRIES, 256);
+    let (mut ours_rates, mut theirs_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let starts = range_starts(ENTRIES, 100 + round as u64);
+        let started = Instant::now();
+        let store = LogStore::open(ours.path(), raftlog_options()).expect("reopen raftlog");
+        let opened = started.elapsed();
+        let started = Instant::now();
+        let mut read = 0usize;
+        for &lo in &starts {
+            read += store.entries(lo, lo + RANGE, u64::MAX).expect("raftlog read").len();
+        }
+        let ours_rate = read as f64 / started.elapsed().as_secs_f64();
+        drop(store);
+        let engine = Engine::open(raft_engine_config(theirs.path())).expect("reopen raft-engine");
+        let started = Instant::now();
+        let mut read = 0usize;
+        let mut out = Vec::new();
+        for &lo in &starts {
+            out.clear();
+            read += engine
+                .fetch_entries_to::<IndexedBytes>(REGION, lo, lo + RANGE, None, &mut out)
+                .expect("raft-engine read");
+        }
+        let theirs_rate = read as f64 / started.elapsed().as_secs_f64();
+        drop(engine);
+        println!(
+            "| {round} | {ours_rate:.0} (open {:.1} ms) | {theirs_rate:.0} | {:.2}x |",
+            opened.as_secs_f64() * 1e3,
+            ours_rate / theirs_rate
+        );
+        ours_rates.push(ours_rate);
+        theirs_rates.push(theirs_rate);
+    }
+    let (ours_rate, theirs_rate) = (median(ours_rates), median(theirs_rates));
+    println!("| median | {ours_rate:.0} | {theirs_rate:.0} | {:.2}x |", ours_rate / theirs_rate);
 }
 
 fn status_kib(field: &str) -> u64 {
@@ -442,6 +492,9 @@ fn main() {
     let rounds = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);
     if matches!(what, "reads" | "all") {
         reads(rounds);
+    }
+    if matches!(what, "cold-reads" | "all") {
+        cold_reads(rounds);
     }
     if matches!(what, "open" | "all") {
         open(rounds);

@@ -33,9 +33,8 @@ impl Callback for Done {
     fn send(self, result: Result<(), io::Error>) {
         match self {
             Done::Flushed(callback) => callback.log_io_completed(result),
-            Done::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
+            // The waiter may have gone; then nobody needs the answer.
+            Done::Blocking(tx) => drop(mpsc::SyncSender::send(&tx, result)),
         }
     }
 }
@@ -80,6 +79,7 @@ impl RaftLogPeer {
         Ok(RaftLogPeer { log: Arc::new(Mutex::new(raft_log::RaftLog::open(Arc::new(config))?)) })
     }
 
+    #[allow(clippy::result_large_err)] // openraft's error type
     fn blocking_flush(&self) -> Result<(), StorageError<u64>> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.log.lock().unwrap().flush(true, Some(Done::Blocking(tx))).map_err(write_err)?;
