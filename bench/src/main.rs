@@ -484,6 +484,19 @@ fn main() {
         write_raftlog(Path::new(&args[2]), args[3].parse().expect("entry count"), 256);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("cold-read-child") {
+        // One round of raftlog's cold reads on an existing store, for an A/B of the read path.
+        let store = LogStore::open(Path::new(&args[2]), raftlog_options()).expect("open");
+        let entries = store.last_index();
+        let starts = range_starts(entries, args[3].parse().expect("seed"));
+        let started = Instant::now();
+        let mut read = 0usize;
+        for &lo in &starts {
+            read += store.entries(lo, lo + RANGE, u64::MAX).expect("read").len();
+        }
+        println!("{:.0}", read as f64 / started.elapsed().as_secs_f64());
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("open-child") {
         open_child(&args[2], Path::new(&args[3]));
         return;
