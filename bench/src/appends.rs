@@ -1,7 +1,10 @@
-//! Appends: synced and unsynced workloads on raftlog, raft-engine and raw write loops (the
-//! disk's limit).
+//! Appends: synced and unsynced workloads on raftlog, raft-engine and raft-log, against raw
+//! write loops (the disk's limit): into a growing file, into `fallocate`d space, and over
+//! blocks written and synced before (prewritten). Entries per second and the p99 latency of one
+//! batch (its append plus, when synced, the wait for its durability).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use protobuf::well_known_types::BytesValue;
@@ -22,9 +25,22 @@ pub struct Workload {
     pub batches: u64,
 }
 
+impl Workload {
+    fn entries(&self) -> u64 {
+        self.writers * self.batches * self.batch
+    }
+}
+
+/// What one round of a workload measured.
+pub struct Run {
+    pub entries_per_s: f64,
+    /// Latency of one batch, 99th percentile, microseconds.
+    pub p99_us: f64,
+}
+
 /// Payloads generated before the clock starts: 1024 distinct ones, reused round-robin.
-fn payload_pool(len: usize) -> std::sync::Arc<Vec<bytes::Bytes>> {
-    std::sync::Arc::new((0..1024).map(|i| bytes::Bytes::from(payload(i, len))).collect())
+fn payload_pool(len: usize) -> Arc<Vec<bytes::Bytes>> {
+    Arc::new((0..1024).map(|i| bytes::Bytes::from(payload(i, len))).collect())
 }
 
 /// Resets the process's peak resident memory (Linux `clear_refs`), then reads it later.
@@ -32,106 +48,154 @@ fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Entries per second of `workload` on raftlog, one log shared by its writers: appends are
-/// serialized (as a Raft log's are), syncs are concurrent and share fsyncs (group commit).
-/// `preallocate` reserves each 64 MiB segment with `fallocate` when it is created.
-pub fn append_raftlog(dir: &Path, w: Workload, preallocate: bool) -> f64 {
-    let options = Options::default().preallocate(preallocate);
-    let store = std::sync::Arc::new(LogStore::open(dir, options).expect("open raftlog"));
-    let next = std::sync::Arc::new(std::sync::Mutex::new(1u64));
-    let pool = payload_pool(w.payload);
+/// Runs `w.writers` threads, each calling `batch(writer)` `w.batches` times, timing each call.
+fn run_writers(w: Workload, batch: impl Fn(u64) + Send + Sync + 'static) -> Run {
+    let batch = Arc::new(batch);
     let started = Instant::now();
     let threads: Vec<_> = (0..w.writers)
-        .map(|_| {
-            let (store, next) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&next));
-            let pool = std::sync::Arc::clone(&pool);
+        .map(|writer| {
+            let batch = Arc::clone(&batch);
             std::thread::spawn(move || {
-                for _ in 0..w.batches {
-                    {
-                        let mut next = next.lock().expect("next index");
-                        let batch: Vec<Entry> = (*next..*next + w.batch)
-                            .map(|i| Entry::new(i, 1, pool[i as usize % pool.len()].clone()))
-                            .collect();
-                        store.append(&batch).expect("append");
-                        *next += w.batch;
-                    }
-                    if w.synced {
-                        store.sync().expect("sync");
-                    }
-                }
+                (0..w.batches)
+                    .map(|_| {
+                        let started = Instant::now();
+                        batch(writer);
+                        started.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect::<Vec<f64>>()
             })
         })
         .collect();
-    for thread in threads {
-        thread.join().expect("writer");
-    }
-    (w.writers * w.batches * w.batch) as f64 / started.elapsed().as_secs_f64()
+    let mut latencies: Vec<f64> =
+        threads.into_iter().flat_map(|t| t.join().expect("writer")).collect();
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let p99_us = latencies[((latencies.len() - 1) as f64 * 0.99) as usize];
+    Run { entries_per_s: w.entries() as f64 / seconds, p99_us }
 }
 
-/// Entries per second of `workload` on raft-engine, one region per writer.
-fn append_raft_engine(dir: &Path, w: Workload) -> f64 {
-    let engine =
-        std::sync::Arc::new(Engine::open(raft_engine_config(dir)).expect("open raft-engine"));
+/// raftlog, one log shared by its writers: appends are serialized (as a Raft log's are),
+/// syncs are concurrent and share fsyncs (group commit). `preallocate` reserves each 64 MiB
+/// segment with `fallocate` when it is created.
+pub fn append_raftlog(dir: &Path, w: Workload, preallocate: bool) -> Run {
+    let store = Arc::new(
+        LogStore::open(dir, Options::default().preallocate(preallocate)).expect("open raftlog"),
+    );
+    let next = Mutex::new(1u64);
     let pool = payload_pool(w.payload);
-    let started = Instant::now();
-    let threads: Vec<_> = (0..w.writers)
-        .map(|region| {
-            let engine = std::sync::Arc::clone(&engine);
-            let pool = std::sync::Arc::clone(&pool);
-            std::thread::spawn(move || {
-                for b in 0..w.batches {
-                    let first = 1 + b * w.batch;
-                    let batch: Vec<BytesValue> = (first..first + w.batch)
-                        .map(|i| {
-                            let mut entry = BytesValue::new();
-                            entry.value = i.to_le_bytes().to_vec();
-                            entry.value.extend_from_slice(&pool[i as usize % pool.len()]);
-                            entry
-                        })
-                        .collect();
-                    let mut log_batch = LogBatch::default();
-                    log_batch.add_entries::<IndexedBytes>(region + 1, &batch).expect("add entries");
-                    engine.write(&mut log_batch, w.synced).expect("write");
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().expect("writer");
-    }
-    (w.writers * w.batches * w.batch) as f64 / started.elapsed().as_secs_f64()
+    run_writers(w, move |_| {
+        {
+            let mut next = next.lock().expect("next index");
+            let batch: Vec<Entry> = (*next..*next + w.batch)
+                .map(|i| Entry::new(i, 1, pool[i as usize % pool.len()].clone()))
+                .collect();
+            store.append(&batch).expect("append");
+            *next += w.batch;
+        }
+        if w.synced {
+            store.sync().expect("sync");
+        }
+    })
 }
 
-/// Entries per second of a raw loop writing raftlog's bytes per batch with `pwrite`, each
-/// followed by `fdatasync` when the workload syncs: the disk's own limit for those writes.
-/// With `preallocate_step`, space is reserved ahead with `fallocate` in steps of that many
-/// bytes (as raft-engine does, 2 MiB), so most writes land inside the file.
-fn append_raw(dir: &Path, w: Workload, preallocate_step: Option<u64>) -> f64 {
+/// raft-engine, one region per writer.
+fn append_raft_engine(dir: &Path, w: Workload) -> Run {
+    let engine = Engine::open(raft_engine_config(dir)).expect("open raft-engine");
+    let pool = payload_pool(w.payload);
+    let next: Vec<Mutex<u64>> = (0..w.writers).map(|_| Mutex::new(1)).collect();
+    run_writers(w, move |writer| {
+        let mut next = next[writer as usize].lock().expect("next index");
+        let batch: Vec<BytesValue> = (*next..*next + w.batch)
+            .map(|i| {
+                let mut entry = BytesValue::new();
+                entry.value = i.to_le_bytes().to_vec();
+                entry.value.extend_from_slice(&pool[i as usize % pool.len()]);
+                entry
+            })
+            .collect();
+        *next += w.batch;
+        let mut log_batch = LogBatch::default();
+        log_batch.add_entries::<IndexedBytes>(writer + 1, &batch).expect("add entries");
+        engine.write(&mut log_batch, w.synced).expect("write");
+    })
+}
+
+/// raft-log 0.4.6, one log shared by its writers (appends serialized, flush callbacks awaited
+/// outside the lock, so its flush worker can batch them).
+fn append_raft_log(dir: &Path, w: Workload) -> Run {
+    let log = Mutex::new(peer::open(dir));
+    let next = Mutex::new(1u64);
+    let pool = payload_pool(w.payload);
+    run_writers(w, move |_| {
+        let batch: Vec<_> = {
+            let mut next = next.lock().expect("next index");
+            let batch = (*next..*next + w.batch)
+                .map(|i| ((1, i), pool[i as usize % pool.len()].to_vec()))
+                .collect();
+            *next += w.batch;
+            batch
+        };
+        peer::append(&log, batch, w.synced);
+    })
+}
+
+/// How a raw loop's file gets its space.
+#[derive(Clone, Copy)]
+enum Space {
+    /// Each write extends the file.
+    Growing,
+    /// `fallocate` ahead in steps of this many bytes (as raft-engine does, 2 MiB).
+    Fallocated(u64),
+    /// Every block is written and synced before the clock starts: an fdatasync then flushes
+    /// data only, with no journal commit for the file's size or extents.
+    Prewritten,
+}
+
+/// A raw loop writing raftlog's bytes per batch with `pwrite`, each followed by `fdatasync`
+/// when the workload syncs: the disk's own limit for those writes. Writers share the file.
+fn append_raw(dir: &Path, w: Workload, space: Space) -> Run {
     use std::os::unix::fs::FileExt;
+    let path = dir.join("raw");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
-        .open(dir.join("raw"))
+        .open(&path)
         .expect("raw file");
     let bytes = vec![7u8; (32 + w.payload) * w.batch as usize];
-    let (mut offset, mut allocated) = (0u64, 0u64);
-    let started = Instant::now();
-    for _ in 0..w.batches * w.writers {
-        if let Some(step) = preallocate_step {
-            while allocated < offset + bytes.len() as u64 {
-                allocated += step;
-                fs2::FileExt::allocate(&file, allocated).expect("fallocate");
-            }
+    let total = bytes.len() as u64 * w.batches * w.writers;
+    if let Space::Prewritten = space {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < total {
+            file.write_all_at(&zeros, at).expect("prewrite");
+            at += zeros.len() as u64;
         }
+        file.sync_all().expect("fsync");
+    }
+    let state = Mutex::new((0u64, 0u64)); // (next offset, allocated)
+    let file = Arc::new(file);
+    let run = run_writers(w, move |_| {
+        let offset = {
+            let mut state = state.lock().expect("offset");
+            let offset = state.0;
+            state.0 += bytes.len() as u64;
+            if let Space::Fallocated(step) = space {
+                while state.1 < state.0 {
+                    state.1 += step;
+                    fs2::FileExt::allocate(&*file, state.1).expect("fallocate");
+                }
+            }
+            offset
+        };
         file.write_all_at(&bytes, offset).expect("write");
         if w.synced {
             file.sync_data().expect("fdatasync");
         }
-        offset += bytes.len() as u64;
-    }
-    (w.writers * w.batches * w.batch) as f64 / started.elapsed().as_secs_f64()
+    });
+    let _ = std::fs::remove_file(path);
+    run
 }
 
 pub fn appends(rounds: usize) {
@@ -169,34 +233,47 @@ pub fn appends(rounds: usize) {
             batches: 8000,
         },
     ];
-    println!("## Appends (medians of {rounds} rounds, engines alternating)");
-    println!("| workload | raftlog entries/s | MiB/s | raft-engine entries/s | ratio | raftlog preallocated: entries/s, ratio | raw loop entries/s (growing / preallocated) | of the disk's limit | peak memory raftlog / raft-engine |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "## Appends (medians of {rounds} rounds, engines alternating): entries/s, p99 of one batch"
+    );
+    println!("| workload | raftlog | raft-engine | raft-log 0.4.6 | raftlog / raft-engine | raftlog / raft-log | raftlog preallocated | raw loop: growing / fallocated / prewritten | raftlog of prewritten | peak memory raftlog / raft-engine |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for w in workloads {
-        let (mut ours, mut theirs, mut raw, mut raw_prealloc) = (vec![], vec![], vec![], vec![]);
-        let mut ours_prealloc = vec![];
+        let mut runs: Vec<Vec<Run>> = (0..7).map(|_| Vec::new()).collect();
         let (mut ours_peak, mut theirs_peak) = (0u64, 0u64);
         for _ in 0..rounds {
             let dir = tempfile::tempdir().expect("tempdir");
             reset_peak_memory();
-            ours.push(append_raftlog(&dir.path().join("raftlog"), w, false));
+            runs[0].push(append_raftlog(&dir.path().join("raftlog"), w, false));
             ours_peak = ours_peak.max(status_kib("VmHWM:"));
-            ours_prealloc.push(append_raftlog(&dir.path().join("raftlog-prealloc"), w, true));
             reset_peak_memory();
-            theirs.push(append_raft_engine(&dir.path().join("raft-engine"), w));
+            runs[1].push(append_raft_engine(&dir.path().join("raft-engine"), w));
             theirs_peak = theirs_peak.max(status_kib("VmHWM:"));
-            raw.push(append_raw(dir.path(), w, None));
-            raw_prealloc.push(append_raw(dir.path(), w, Some(2 << 20)));
+            runs[2].push(append_raft_log(&dir.path().join("raft-log"), w));
+            runs[3].push(append_raftlog(&dir.path().join("raftlog-prealloc"), w, true));
+            runs[4].push(append_raw(dir.path(), w, Space::Growing));
+            runs[5].push(append_raw(dir.path(), w, Space::Fallocated(2 << 20)));
+            runs[6].push(append_raw(dir.path(), w, Space::Prewritten));
         }
-        let (ours, theirs, raw, raw_prealloc) =
-            (median(ours), median(theirs), median(raw), median(raw_prealloc));
-        let ours_prealloc = median(ours_prealloc);
-        let limit = raw.max(raw_prealloc);
-        let mib = ours * w.payload as f64 / (1 << 20) as f64;
+        let rate = |k: usize| median(runs[k].iter().map(|r| r.entries_per_s).collect());
+        let p99 = |k: usize| median(runs[k].iter().map(|r| r.p99_us).collect());
+        let cell = |k: usize| format!("{:.0}, p99 {:.0} µs", rate(k), p99(k));
         println!(
-            "| {} | {ours:.0} | {mib:.1} | {theirs:.0} | {:.2}x | {ours_prealloc:.0}, {:.2}x | {raw:.0} / {raw_prealloc:.0} | {:.2} | {:.0} / {:.0} MiB |",
-            w.name, ours / theirs, ours_prealloc / theirs, ours / limit, ours_peak as f64 / 1024.0, theirs_peak as f64 / 1024.0
+            "| {} | {} | {} | {} | {:.2}x (p99 {:.2}x) | {:.2}x | {} | {:.0} / {:.0} / {:.0} | {:.2} | {:.0} / {:.0} MiB |",
+            w.name,
+            cell(0),
+            cell(1),
+            cell(2),
+            rate(0) / rate(1),
+            p99(0) / p99(1),
+            rate(0) / rate(2),
+            cell(3),
+            rate(4),
+            rate(5),
+            rate(6),
+            rate(0) / rate(6),
+            ours_peak as f64 / 1024.0,
+            theirs_peak as f64 / 1024.0
         );
     }
 }
-

@@ -17,6 +17,7 @@
 
 mod appends;
 mod open;
+mod peer;
 mod reads;
 
 use std::path::Path;
@@ -139,7 +140,7 @@ fn main() {
             synced: false,
             batches: 40_000,
         };
-        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, false));
+        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, false).entries_per_s);
         return;
     }
     if args.get(1).map(String::as_str) == Some("write-raftlog") {

@@ -17,6 +17,10 @@ pub fn open_child(engine: &str, dir: &Path) {
             let store = LogStore::open(dir, raftlog_options()).expect("open raftlog");
             (store.last_index() + 1 - store.first_index(), Box::new(store))
         }
+        "raft-log" => {
+            let log = crate::peer::open(dir);
+            (crate::peer::count(&log), Box::new(log))
+        }
         _ => {
             let engine = Engine::open(raft_engine_config(dir)).expect("open raft-engine");
             let count = engine.last_index(REGION).unwrap_or(0) + 1
@@ -33,8 +37,10 @@ pub fn open(rounds: usize) {
     const ENTRIES: u64 = 4_000_000;
     let ours = tempfile::tempdir().expect("tempdir");
     let theirs = tempfile::tempdir().expect("tempdir");
+    let peer = tempfile::tempdir().expect("tempdir");
     write_raftlog(ours.path(), ENTRIES, 256);
     write_raft_engine(theirs.path(), ENTRIES, 256);
+    crate::peer::write(peer.path(), ENTRIES, 256, BATCH);
     let exe = std::env::current_exe().expect("current exe");
     let run = |engine: &str, dir: &Path| -> (f64, f64) {
         let out = Command::new(&exe).args(["open-child", engine]).arg(dir).output().expect("child");
@@ -47,28 +53,31 @@ pub fn open(rounds: usize) {
         );
         (fields[0], fields[1])
     };
-    let (mut ours_ms, mut theirs_ms, mut ours_rss, mut theirs_rss) =
-        (vec![], vec![], vec![], vec![]);
+    let engines =
+        [("raftlog", ours.path()), ("raft-engine", theirs.path()), ("raft-log", peer.path())];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
+    let mut memory: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
     for _ in 0..rounds {
-        let (ms, rss) = run("raftlog", ours.path());
-        ours_ms.push(ms);
-        ours_rss.push(rss);
-        let (ms, rss) = run("raft-engine", theirs.path());
-        theirs_ms.push(ms);
-        theirs_rss.push(rss);
+        for (k, (engine, dir)) in engines.iter().enumerate() {
+            let (ms, rss) = run(engine, dir);
+            times[k].push(ms);
+            memory[k].push(rss);
+        }
     }
-    let (ours_ms, theirs_ms) = (median(ours_ms), median(theirs_ms));
+    let times: Vec<f64> = times.into_iter().map(median).collect();
     println!("## Open: 4,000,000 entries of 256 B (about 1 GiB), page cache hot");
-    println!("| engine | open time | resident memory added | per million entries |");
-    println!("|---|---|---|---|");
-    for (name, ms, rss) in
-        [("raftlog", ours_ms, median(ours_rss)), ("raft-engine", theirs_ms, median(theirs_rss))]
-    {
+    println!(
+        "| engine | open time | resident memory added | per million entries | raftlog opens |"
+    );
+    println!("|---|---|---|---|---|");
+    for ((k, (name, _)), rss) in engines.iter().enumerate().zip(memory) {
+        let rss = median(rss);
         println!(
-            "| {name} | {ms:.1} ms | {:.1} MiB | {:.2} MiB |",
+            "| {name} | {:.1} ms | {:.1} MiB | {:.2} MiB | {:.0}x faster |",
+            times[k],
             rss / 1024.0,
-            rss / 1024.0 / 4.0
+            rss / 1024.0 / 4.0,
+            times[k] / times[0]
         );
     }
-    println!("raftlog opens {:.0}x faster", theirs_ms / ours_ms);
 }

@@ -1,5 +1,6 @@
 //! Catch-up reads: random 100-entry ranges of sealed data, hot page cache; and the same on
-//! stores opened afresh every round (mappings cold).
+//! stores opened afresh every round (mappings cold). raftlog, raft-engine and raft-log read the
+//! same ranges, one after the other within a round.
 
 use std::time::Instant;
 
@@ -8,90 +9,111 @@ use raftlog::LogStore;
 
 use crate::*;
 
+/// Entries per second of reading every range of `starts` with `read` (entries read per call).
+fn rate(starts: &[u64], mut read: impl FnMut(u64) -> usize) -> f64 {
+    let started = Instant::now();
+    let entries: usize = starts.iter().map(|&lo| read(lo)).sum();
+    entries as f64 / started.elapsed().as_secs_f64()
+}
+
+fn read_raftlog(store: &LogStore, lo: u64) -> usize {
+    store.entries(lo, lo + RANGE, u64::MAX).expect("raftlog read").len()
+}
+
+fn read_raft_engine(
+    engine: &Engine,
+    out: &mut Vec<protobuf::well_known_types::BytesValue>,
+    lo: u64,
+) -> usize {
+    out.clear();
+    engine
+        .fetch_entries_to::<IndexedBytes>(REGION, lo, lo + RANGE, None, out)
+        .expect("raft-engine read")
+}
+
+/// The three stores of one workload, written alike.
+struct Dirs {
+    ours: tempfile::TempDir,
+    theirs: tempfile::TempDir,
+    peer: tempfile::TempDir,
+}
+
+fn write_all(entries: u64, len: usize) -> Dirs {
+    let dirs = Dirs {
+        ours: tempfile::tempdir().expect("tempdir"),
+        theirs: tempfile::tempdir().expect("tempdir"),
+        peer: tempfile::tempdir().expect("tempdir"),
+    };
+    write_raftlog(dirs.ours.path(), entries, len);
+    write_raft_engine(dirs.theirs.path(), entries, len);
+    peer::write(dirs.peer.path(), entries, len, BATCH);
+    dirs
+}
+
 pub fn reads(rounds: usize) {
     println!("## Catch-up reads: random ranges of {RANGE} entries, hot page cache");
-    println!("| payload | raftlog entries/s | raft-engine entries/s | ratio |");
-    println!("|---|---|---|---|");
+    println!("| payload | raftlog entries/s | raft-engine entries/s | raft-log entries/s | raftlog / raft-engine | raftlog / raft-log |");
+    println!("|---|---|---|---|---|---|");
     for (len, entries) in [(256usize, 1_000_000u64), (4096, 100_000)] {
-        let ours = tempfile::tempdir().expect("tempdir");
-        let theirs = tempfile::tempdir().expect("tempdir");
-        write_raftlog(ours.path(), entries, len);
-        write_raft_engine(theirs.path(), entries, len);
-        let store = LogStore::open(ours.path(), raftlog_options()).expect("reopen raftlog");
-        let engine = Engine::open(raft_engine_config(theirs.path())).expect("reopen raft-engine");
-        let (mut ours_rate, mut theirs_rate) = (Vec::new(), Vec::new());
+        let dirs = write_all(entries, len);
+        let store = LogStore::open(dirs.ours.path(), raftlog_options()).expect("reopen raftlog");
+        let engine =
+            Engine::open(raft_engine_config(dirs.theirs.path())).expect("reopen raft-engine");
+        let log = peer::open(dirs.peer.path());
+        let (mut ours, mut theirs, mut peers) = (Vec::new(), Vec::new(), Vec::new());
+        let mut out = Vec::new();
         for round in 0..rounds {
             let starts = range_starts(entries, round as u64);
-            let started = Instant::now();
-            let mut read = 0usize;
-            for &lo in &starts {
-                read += store.entries(lo, lo + RANGE, u64::MAX).expect("raftlog read").len();
-            }
-            ours_rate.push(read as f64 / started.elapsed().as_secs_f64());
-            let started = Instant::now();
-            let mut read = 0usize;
-            let mut out = Vec::new();
-            for &lo in &starts {
-                out.clear();
-                read += engine
-                    .fetch_entries_to::<IndexedBytes>(REGION, lo, lo + RANGE, None, &mut out)
-                    .expect("raft-engine read");
-            }
-            theirs_rate.push(read as f64 / started.elapsed().as_secs_f64());
+            ours.push(rate(&starts, |lo| read_raftlog(&store, lo)));
+            theirs.push(rate(&starts, |lo| read_raft_engine(&engine, &mut out, lo)));
+            peers.push(rate(&starts, |lo| peer::read(&log, lo, lo + RANGE)));
         }
-        let (ours_rate, theirs_rate) = (median(ours_rate), median(theirs_rate));
+        let (ours, theirs, peers) = (median(ours), median(theirs), median(peers));
         println!(
-            "| {len} B | {ours_rate:.0} | {theirs_rate:.0} | {:.2}x |",
-            ours_rate / theirs_rate
+            "| {len} B | {ours:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x |",
+            ours / theirs,
+            ours / peers
         );
     }
 }
 
-/// Catch-up reads on stores just opened: each round opens both afresh (page cache warm, maps
-/// and raft-engine's memtables cold) and reads `READS_PER_ROUND` random ranges.
+/// Catch-up reads on stores just opened: each round opens every store afresh (page cache
+/// warm; maps, memtables and caches cold) and reads `READS_PER_ROUND` random ranges.
 pub fn cold_reads(rounds: usize) {
     const ENTRIES: u64 = 4_000_000;
-    println!("## Catch-up reads on a store just opened: {ENTRIES} entries of 256 B, ranges of {RANGE}");
-    println!("| round | raftlog entries/s | raft-engine entries/s | ratio |");
-    println!("|---|---|---|---|");
-    let ours = tempfile::tempdir().expect("tempdir");
-    let theirs = tempfile::tempdir().expect("tempdir");
-    write_raftlog(ours.path(), ENTRIES, 256);
-    write_raft_engine(theirs.path(), ENTRIES, 256);
-    let (mut ours_rates, mut theirs_rates) = (Vec::new(), Vec::new());
+    println!(
+        "## Catch-up reads on a store just opened: {ENTRIES} entries of 256 B, ranges of {RANGE}"
+    );
+    println!("| round | raftlog entries/s | raft-engine entries/s | raft-log entries/s | raftlog / raft-engine | raftlog / raft-log |");
+    println!("|---|---|---|---|---|---|");
+    let dirs = write_all(ENTRIES, 256);
+    let (mut ours_rates, mut theirs_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let starts = range_starts(ENTRIES, 100 + round as u64);
-        let started = Instant::now();
-        let store = LogStore::open(ours.path(), raftlog_options()).expect("reopen raftlog");
-        let opened = started.elapsed();
-        let started = Instant::now();
-        let mut read = 0usize;
-        for &lo in &starts {
-            read += store.entries(lo, lo + RANGE, u64::MAX).expect("raftlog read").len();
-        }
-        let ours_rate = read as f64 / started.elapsed().as_secs_f64();
+        let store = LogStore::open(dirs.ours.path(), raftlog_options()).expect("reopen raftlog");
+        let ours = rate(&starts, |lo| read_raftlog(&store, lo));
         drop(store);
-        let engine = Engine::open(raft_engine_config(theirs.path())).expect("reopen raft-engine");
-        let started = Instant::now();
-        let mut read = 0usize;
+        let engine =
+            Engine::open(raft_engine_config(dirs.theirs.path())).expect("reopen raft-engine");
         let mut out = Vec::new();
-        for &lo in &starts {
-            out.clear();
-            read += engine
-                .fetch_entries_to::<IndexedBytes>(REGION, lo, lo + RANGE, None, &mut out)
-                .expect("raft-engine read");
-        }
-        let theirs_rate = read as f64 / started.elapsed().as_secs_f64();
+        let theirs = rate(&starts, |lo| read_raft_engine(&engine, &mut out, lo));
         drop(engine);
+        let log = peer::open(dirs.peer.path());
+        let peers = rate(&starts, |lo| peer::read(&log, lo, lo + RANGE));
+        drop(log);
         println!(
-            "| {round} | {ours_rate:.0} (open {:.1} ms) | {theirs_rate:.0} | {:.2}x |",
-            opened.as_secs_f64() * 1e3,
-            ours_rate / theirs_rate
+            "| {round} | {ours:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x |",
+            ours / theirs,
+            ours / peers
         );
-        ours_rates.push(ours_rate);
-        theirs_rates.push(theirs_rate);
+        ours_rates.push(ours);
+        theirs_rates.push(theirs);
+        peer_rates.push(peers);
     }
-    let (ours_rate, theirs_rate) = (median(ours_rates), median(theirs_rates));
-    println!("| median | {ours_rate:.0} | {theirs_rate:.0} | {:.2}x |", ours_rate / theirs_rate);
+    let (ours, theirs, peers) = (median(ours_rates), median(theirs_rates), median(peer_rates));
+    println!(
+        "| median | {ours:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x |",
+        ours / theirs,
+        ours / peers
+    );
 }
-
