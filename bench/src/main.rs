@@ -1,4 +1,5 @@
-//! raftlog against raft-engine 0.4, side by side in one run on the same data.
+//! raftlog against raft-engine 0.4 and raft-log 0.4.6, side by side in one run on the same
+//! data.
 //!
 //! `cargo run --release --manifest-path bench/Cargo.toml -- [reads|cold-reads|open|appends|all] [rounds]`
 //!
@@ -9,8 +10,9 @@
 //! - open: reopening 4 million 256-byte entries (about 1 GiB), each open in a fresh child
 //!   process so that its time and the resident memory it adds are its own.
 //! - appends: synced batches (256 B x 16 with 1 and 4 writers, 4 KiB x 64) and unsynced
-//!   (256 B x 64), against raft-engine and a raw write+fdatasync loop of raftlog's write sizes
-//!   (the disk's limit); entries/s, MiB/s, ratios, peak memory.
+//!   (256 B x 64), against raft-engine, raft-log and raw write+fdatasync loops of raftlog's
+//!   write sizes (the disk's limit: into a growing file, into fallocated space, over prewritten
+//!   blocks); entries/s, the p99 latency of one batch, ratios, peak memory.
 //!
 //! raft-engine's entries are protobuf messages; `BytesValue` carries the payload behind an
 //! 8-byte index, the least a raft-engine user stores.
