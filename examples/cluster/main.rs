@@ -80,6 +80,9 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
     if parsed.kills > 0 && parsed.nodes < 3 {
         return Err("--kills needs at least 3 nodes (a majority must stay up)".into());
     }
+    if parsed.leader_changes > 0 && parsed.nodes < 2 {
+        return Err("--leader-changes needs at least 2 nodes".into());
+    }
     Ok(parsed)
 }
 
