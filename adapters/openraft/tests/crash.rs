@@ -5,23 +5,16 @@
 //! cut either happened or did not.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use raftlog::fs::SimFs;
-use raftlog_openraft::kv::{KvRequest, KvResponse};
+use raftlog_openraft::kv::KvRequest;
 use raftlog_openraft::LogStore;
 
-openraft::declare_raft_types!(
-    pub TypeConfig:
-        D = KvRequest,
-        R = KvResponse,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-);
+mod common;
+
+use common::TypeConfig;
 
 type Store = LogStore<TypeConfig, SimFs>;
 

@@ -1,22 +1,14 @@
 //! openraft's own conformance suite, `openraft::testing::Suite::test_all`, on `LogStore` and
 //! this crate's `StateMachine` (with the `Kv` application), each test on fresh directories.
 
-use std::io::Cursor;
-
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
-use raftlog_openraft::kv::{Kv, KvRequest, KvResponse};
+use raftlog_openraft::kv::Kv;
 use raftlog_openraft::{LogStore, StateMachine};
 
-openraft::declare_raft_types!(
-    pub TypeConfig:
-        D = KvRequest,
-        R = KvResponse,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-);
+mod common;
+
+use common::TypeConfig;
 
 struct Builder;
 
