@@ -8,6 +8,8 @@
 //!    first, the answer is `Unknown` (the write may or may not commit later).
 //! 2. Proposals are batched: every write that arrived in one receive goes to the log with one
 //!    append, and to disk with one fdatasync (`Replica::ready`).
+//! 3. A peer's message that fails (its bytes, its snapshot, its entries) is refused and the
+//!    server goes on; only a failure of this node's disk stops it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,15 +63,18 @@ impl<F: FileSystem, M: StateMachine<F>, T: Transport> Server<F, M, T> {
                     }
                     message => match self.replica.step(envelope.from, message) {
                         Ok(()) => {}
-                        // A peer's bad bytes or stale snapshot: refused, nothing changed.
-                        Err(e @ (Error::BadMessage { .. } | Error::Corrupt { .. })) => {
+                        // The disk failed: the store refuses writes until reopened; stop.
+                        Err(e @ (Error::Io { .. } | Error::Poisoned)) => return Err(e),
+                        // Anything else was the peer's input (bad bytes, a manifest or chunk
+                        // that fails verification, a request beyond limits, entries that
+                        // contradict the committed log): refused, nothing changed.
+                        Err(e) => {
                             eprintln!(
                                 "node {}: refused a message from {}: {e}",
                                 self.replica.id(),
                                 envelope.from
                             );
                         }
-                        Err(e) => return Err(e),
                     },
                 }
             }
