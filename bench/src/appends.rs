@@ -123,19 +123,15 @@ fn append_raft_engine(dir: &Path, w: Workload) -> Run {
 /// raft-log 0.4.6, one log shared by its writers (appends serialized, flush callbacks awaited
 /// outside the lock, so its flush worker can batch them).
 fn append_raft_log(dir: &Path, w: Workload) -> Run {
-    let log = Mutex::new(peer::open(dir));
-    let next = Mutex::new(1u64);
+    let log: peer::Shared = Mutex::new((peer::open(dir), 1));
     let pool = payload_pool(w.payload);
     run_writers(w, move |_| {
-        let batch: Vec<_> = {
-            let mut next = next.lock().expect("next index");
-            let batch = (*next..*next + w.batch)
+        let make = |first: u64| {
+            (first..first + w.batch)
                 .map(|i| ((1, i), pool[i as usize % pool.len()].to_vec()))
-                .collect();
-            *next += w.batch;
-            batch
+                .collect()
         };
-        peer::append(&log, batch, w.synced);
+        peer::append(&log, make, w.synced);
     })
 }
 

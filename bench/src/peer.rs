@@ -39,11 +39,18 @@ pub fn open(dir: &Path) -> Peer {
     RaftLog::open(Arc::new(Config::new(dir.display()))).expect("open raft-log")
 }
 
-/// Appends a batch; with `synced`, returns once it is durable.
-pub fn append(log: &Mutex<Peer>, batch: Vec<((u64, u64), Vec<u8>)>, synced: bool) {
+/// A log shared by writers, with the next index to append.
+pub type Shared = Mutex<(Peer, u64)>;
+
+/// Appends the batch `make(next index)` builds (under the log's lock, so that concurrent
+/// writers append consecutive ids); with `synced`, returns once it is durable.
+pub fn append(log: &Shared, make: impl FnOnce(u64) -> Vec<((u64, u64), Vec<u8>)>, synced: bool) {
     let (tx, rx) = sync_channel(1);
     {
-        let mut log = log.lock().expect("raft-log");
+        let mut guard = log.lock().expect("raft-log");
+        let (log, next) = &mut *guard;
+        let batch = make(*next);
+        *next += batch.len() as u64;
         log.append(batch).expect("append");
         log.flush(synced, synced.then_some(tx)).expect("flush");
     }
@@ -54,12 +61,15 @@ pub fn append(log: &Mutex<Peer>, batch: Vec<((u64, u64), Vec<u8>)>, synced: bool
 
 /// Writes `entries` entries of `len` bytes in batches of `batch`, then flushes durably.
 pub fn write(dir: &Path, entries: u64, len: usize, batch: u64) {
-    let log = Mutex::new(open(dir));
-    for first in (1..=entries).step_by(batch as usize) {
-        let batch: Vec<_> = (first..first + batch).map(|i| ((1, i), payload(i, len))).collect();
-        append(&log, batch, false);
+    let log = Mutex::new((open(dir), 1));
+    for _ in (1..=entries).step_by(batch as usize) {
+        append(
+            &log,
+            |first| (first..first + batch).map(|i| ((1, i), payload(i, len))).collect(),
+            false,
+        );
     }
-    append(&log, Vec::new(), true);
+    append(&log, |_| Vec::new(), true);
 }
 
 /// Entries in `[lo, hi)`.
