@@ -447,7 +447,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         })
     }
 
-    /// Entries appended after `Entry::new`'s fields: the next index in this term.
+    /// The entry this leader appends `offset` places after its last one, in its term.
     pub(super) fn next_entry(&self, offset: u64, payload: Bytes, kind: u8) -> Entry {
         Entry { index: self.log.last_index() + 1 + offset, term: self.term, payload, kind }
     }
