@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{open, path, segment_names};
+use common::{open, path, segment_names, stream_len};
 use raftlog::fs::SimFs;
 use raftlog::{Compression, Corruption, Entry, Error, Options};
 
@@ -29,9 +29,13 @@ fn noise(index: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The bytes of the segments' record streams: the header, then records back to back up to a
+/// zero record header or the end of the file (the zeros that pad each write are not stored
+/// data).
 fn stored_bytes(fs: &SimFs) -> usize {
-    segment_names(fs).iter().map(|n| fs.read_file(&path(n)).unwrap().len()).sum()
+    segment_names(fs).iter().map(|n| stream_len(&fs.read_file(&path(n)).unwrap())).sum()
 }
+
 
 #[test]
 fn compressible_payloads_are_stored_smaller_and_read_back_exactly() {

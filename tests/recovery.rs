@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{append_each, big_entries, open, path, segment_names, small_segments, snapshot};
+use common::{
+    append_each, big_entries, open, path, segment_names, small_segments, snapshot, stream_len,
+};
 use raftlog::fs::{FaultOp, SimFs};
 use raftlog::{Corruption, Error, HardState, LogStore, Options, TailDurability};
 
@@ -157,7 +159,7 @@ fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
     drop(store);
     let name = segment_names(&fs)[0].clone();
     let mut bytes = fs.read_file(&path(&name)).unwrap();
-    bytes.truncate(bytes.len() - 10); // entry 5 torn
+    bytes.truncate(stream_len(&bytes) - 10); // entry 5 torn
     fs.write_file_durable(&path(&name), &bytes);
     let store = open(&fs, Options::default());
     let torn = store.recovery_report().torn_tail.clone().expect("reported");
@@ -167,7 +169,7 @@ fn r7_unacknowledged_torn_tail_is_cut_and_reported() {
     );
     assert_eq!(store.recovery_report().unknown_durability(), Some(5..6));
     assert_eq!(store.last_index(), 4);
-    let len = fs.read_file(&path(&name)).unwrap().len() as u64;
+    let len = stream_len(&fs.read_file(&path(&name)).unwrap()) as u64;
     assert_eq!(len, after_mark_offset(4) + SYNC_MARK, "cut on disk, then the open's sync mark");
     assert_eq!(store.entries(1, 5, u64::MAX).unwrap(), big_entries(1, 4, 1, 100));
 }
@@ -193,7 +195,7 @@ fn r7_damage_in_the_last_record_without_its_mark_is_cut_as_of_unknown_durability
     drop(one_segment(&fs, 3));
     let name = segment_names(&fs)[0].clone();
     let mut bytes = fs.read_file(&path(&name)).unwrap();
-    bytes.truncate(bytes.len() - SYNC_MARK as usize);
+    bytes.truncate(stream_len(&bytes) - SYNC_MARK as usize);
     fs.write_file_durable(&path(&name), &bytes);
     fs.flip_bit(&path(&name), 8 * (record_offset(2) + 40)).unwrap();
     let store = open(&fs, Options::default());
@@ -262,7 +264,7 @@ fn r9_damaged_or_unsealed_sealed_segments_are_corrupt() {
 
     let (fs, first) = build();
     let mut bytes = fs.read_file(&path(&first)).unwrap();
-    bytes.truncate(bytes.len() - SEAL as usize); // the seal record
+    bytes.truncate(stream_len(&bytes) - SEAL as usize); // the seal record
     fs.write_file_durable(&path(&first), &bytes);
     expect_corrupt(&fs, small_segments(), |r| *r == Corruption::BadSeal);
 }

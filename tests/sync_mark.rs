@@ -172,9 +172,21 @@ fn rot_in_space_never_written_cuts_nothing_of_value() {
     store.append(&batch(1)).unwrap();
     store.sync().unwrap();
     drop(store);
+    // Past the zeros that end the stream: not part of it, nothing to cut.
     fs.flip_bit(&active(&fs), 8 * 500_000).unwrap();
+    let store = LogStore::open_with(fs.clone(), DIR, options.clone()).unwrap();
+    assert_eq!(store.recovery_report().torn_tail, None);
+    assert_eq!(store.last_index(), BATCH);
+    store.append(&batch(BATCH + 1)).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    // In the zero record header that ends the stream: a single set bit to the end of the file
+    // is rot of space never written, cut as such.
+    let end = common::stream_len(&fs.read_file(&active(&fs)).unwrap()) as u64;
+    fs.flip_bit(&active(&fs), 8 * 500_000).unwrap(); // the first rot, undone
+    fs.flip_bit(&active(&fs), 8 * end + 3).unwrap();
     let store = LogStore::open_with(fs.clone(), DIR, options).unwrap();
     let cut = store.recovery_report().torn_tail.clone().expect("the flipped bit is cut");
-    assert_eq!(cut.durability, TailDurability::Unsynced);
-    assert_eq!(store.last_index(), BATCH);
+    assert_eq!((cut.offset, cut.durability), (end, TailDurability::Unsynced));
+    assert_eq!(store.last_index(), 2 * BATCH);
 }

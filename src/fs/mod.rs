@@ -68,6 +68,12 @@ pub trait FileSystem: Send + Sync + 'static {
     fn new_uid(&self) -> u64 {
         random_uid()
     }
+    /// Whether the store may work on threads of its own beside its callers' (the segment
+    /// pool's preparer). `SimFs` says no, so that a simulated run replays exactly: its pool
+    /// is then filled only by recycling, and by `open` for a store's first segment.
+    fn background_threads(&self) -> bool {
+        true
+    }
 }
 
 /// A random non-zero u64: the process's hasher keys mixed with the time and the process id.

@@ -157,6 +157,10 @@ impl FileSystem for OverlayFs {
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }
+
+    fn background_threads(&self) -> bool {
+        false
+    }
 }
 
 fn read_only(op: &str, path: &Path) -> io::Error {

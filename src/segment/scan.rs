@@ -1,5 +1,7 @@
 //! The recovery scan of one segment file: header, then records until the seal, the end of
-//! the file, zeros, or the first record that fails verification.
+//! the stream (the end of the file, or a zero record header that no valid record of the
+//! segment follows: writes are followed by zeros, and a recycled file holds stale bytes
+//! beyond), or the first record that fails verification.
 //!
 //! Invariants:
 //! 1. The scan reads the file in bounded chunks; no buffer is larger than the file or sized by
@@ -119,10 +121,6 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         self.bytes(offset, want)
     }
 
-    fn zeros_from(&mut self, offset: u64) -> io::Result<bool> {
-        Ok(self.bits_set_from(offset, 1)? == 0)
-    }
-
     /// The bits set from `offset` to the end of the file, counted up to `max`.
     fn bits_set_from(&mut self, mut offset: u64, max: u32) -> io::Result<u32> {
         let mut set = 0u32;
@@ -148,15 +146,12 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
         proof: Proof,
     ) -> io::Result<Option<(u64, u64, u64)>> {
         let mut offset = from + 1;
-        while offset + RECORD_HEADER_BYTES as u64 <= self.len {
+        while let Some(candidate) = self.next_candidate(offset)? {
+            offset = candidate;
             let header = self.bytes(offset, RECORD_HEADER_BYTES)?;
             let index = u64_at(header, 8);
             let is_mark = header[24] == RECORD_SYNC_MARK;
-            let plausible = u16_at(header, 26) == 0
-                && (is_mark
-                    || matches!(header[24], RECORD_ENTRY | RECORD_SEAL | RECORD_HARD_STATE)
-                        && indexes.contains(&index));
-            if plausible {
+            if is_mark || indexes.contains(&index) {
                 if let Ok(record) = decode_record(seed, self.record_bytes(offset)?) {
                     let durable = record.durable_index_when_written();
                     let mark_proves = record.record_type == RECORD_SYNC_MARK
@@ -172,6 +167,48 @@ impl<'a, H: FileHandle> ChunkReader<'a, H> {
             offset += 1;
         }
         Ok(None)
+    }
+
+    /// The first offset at or after `from` where a record could start: its type byte names
+    /// a record type and its flags are zero. Scans whole chunks (stale or zeroed space is
+    /// mostly skipped here, without decoding).
+    fn next_candidate(&mut self, from: u64) -> io::Result<Option<u64>> {
+        let mut at = from;
+        while at + RECORD_HEADER_BYTES as u64 <= self.len {
+            let chunk = self.bytes(at, CHUNK_BYTES)?;
+            let starts = chunk.len() + 1 - RECORD_HEADER_BYTES;
+            let found = (0..starts).position(|p| {
+                matches!(
+                    chunk[p + 24],
+                    RECORD_ENTRY | RECORD_SEAL | RECORD_SYNC_MARK | RECORD_HARD_STATE
+                ) && chunk[p + 26] == 0
+                    && chunk[p + 27] == 0
+            });
+            if let Some(p) = found {
+                return Ok(Some(at + p as u64));
+            }
+            at += starts as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whether the stream ends at `offset`, where the record of `expected_index` should
+    /// start: a zero record header there (writes are followed by zeros, `format/SPEC.md`
+    /// "Segment pool"), and no valid record of this segment anywhere after it. Whatever
+    /// else lies beyond (zeros, stale bytes of a recycled file, a fragment of a torn write
+    /// that never validates) is not part of the stream.
+    fn stream_ends_at(
+        &mut self,
+        seed: RecordSeed,
+        offset: u64,
+        expected_index: u64,
+    ) -> io::Result<bool> {
+        if self.bytes(offset, RECORD_HEADER_BYTES)?.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        let index_max = expected_index + self.len / RECORD_HEADER_BYTES as u64;
+        let any = Proof { durable_min: 0, sequence_min: None };
+        Ok(self.find_valid_after(seed, offset, expected_index..=index_max, any)?.is_none())
     }
 
     /// The damage at `offset`, where the record of `expected_index` (or the hard-state record
@@ -331,7 +368,7 @@ pub(crate) fn scan_segment<H: FileHandle>(
             Err(super::format::RecordError::Invalid(reason)) => reason,
             Err(super::format::RecordError::Truncated) => Corruption::Field("record length"),
         };
-        if !reader.zeros_from(offset)? {
+        if !reader.stream_ends_at(seed, offset, expected_index)? {
             let creation_record = version >= 2 && offset == SEGMENT_HEADER_BYTES as u64;
             let last_sequence = scanned.hard_state.as_ref().map(|h| h.sequence);
             let at = (offset, expected_index, last_sequence);

@@ -57,17 +57,31 @@ impl<F: FileSystem> LogStore<F> {
 }
 
 impl<F: FileSystem> Inner<F> {
-    /// Removes dead segments and their indexes. Their names need no directory sync: recovery
-    /// recognises a dead segment that comes back. Readers holding their data keep it.
+    /// Removes dead segments and their indexes, or recycles a dead segment into the segment
+    /// pool when the pool has room and nothing outside the store holds its bytes. Removed
+    /// names need no directory sync: recovery recognises a dead segment that comes back.
+    /// Readers holding their data keep it.
     pub(super) fn remove_segments(&self, dead: Vec<Segment<F::File>>) -> Result<()> {
+        let mut remove = Vec::new();
+        let mut recyclable = Vec::new();
         for segment in dead {
-            for path in [segment.index_path(), segment.path] {
-                match self.fs.remove(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::io("remove", path, e))
-                    }
-                    _ => {}
+            remove.push(segment.index_path());
+            let path = segment.path.clone();
+            match segment.into_unshared() {
+                Some(path) if self.pool.enabled() => recyclable.push(path),
+                _ => remove.push(path),
+            }
+        }
+        if !recyclable.is_empty() {
+            let rest = self.pool.recycle(&self.fs, &self.dir, recyclable);
+            remove.extend(rest.map_err(|e| Error::io("recycle", &self.dir, e))?);
+        }
+        for path in remove {
+            match self.fs.remove(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("remove", path, e))
                 }
+                _ => {}
             }
         }
         Ok(())

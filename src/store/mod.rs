@@ -21,6 +21,7 @@
 mod compaction;
 mod decision;
 mod group_commit;
+mod pool;
 mod read_plan;
 mod recover;
 mod report;
@@ -37,6 +38,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use group_commit::spawn_flusher;
+use pool::{spawn_preparer, Pool};
 pub use recover::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use state::LogState;
 use writer::Writer;
@@ -56,6 +58,9 @@ use crate::segment::format::{METADATA_BYTES_MAX, RECORD_HEADER_BYTES};
 pub struct LogStore<F: FileSystem = StdFs> {
     pub(crate) inner: Arc<Inner<F>>,
     flusher: Option<JoinHandle<()>>,
+    /// The segment pool's preparer (`Options::segment_pool`, on file systems that allow
+    /// threads of the store's own).
+    preparer: Option<JoinHandle<()>>,
 }
 
 /// The shared state of a store. Lock order: sync gate (`sync_busy`), then `writer`, then
@@ -94,6 +99,8 @@ pub(crate) struct Inner<F: FileSystem> {
     sync_done: Condvar,
     stop_flusher: Mutex<bool>,
     flusher_wakeup: Condvar,
+    /// Prewritten files for the next segments, and where dead segments are recycled.
+    pool: Pool,
     report: RecoveryReport,
     /// The directory lock, held for the store's life.
     _lock: F::Lock,
@@ -144,6 +151,7 @@ impl<F: FileSystem> LogStore<F> {
             sync_done: Condvar::new(),
             stop_flusher: Mutex::new(false),
             flusher_wakeup: Condvar::new(),
+            pool: recovered.pool,
             report: recovered.report,
             _lock: recovered.lock,
         });
@@ -153,7 +161,9 @@ impl<F: FileSystem> LogStore<F> {
             }
             _ => None,
         };
-        Ok(LogStore { inner, flusher })
+        let preparer = (inner.pool.enabled() && inner.fs.background_threads())
+            .then(|| spawn_preparer(Arc::clone(&inner)));
+        Ok(LogStore { inner, flusher, preparer })
     }
 
     /// What recovery found and repaired when this store was opened.
@@ -261,6 +271,10 @@ impl<F: FileSystem> LogStore<F> {
 
 impl<F: FileSystem> Drop for LogStore<F> {
     fn drop(&mut self) {
+        if let Some(preparer) = self.preparer.take() {
+            self.inner.pool.stop();
+            let _ = preparer.join();
+        }
         if let Some(flusher) = self.flusher.take() {
             *lock(&self.inner.stop_flusher) = true;
             self.inner.flusher_wakeup.notify_all();

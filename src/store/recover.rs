@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::decision::{decide, refuse, Cut, Finding, Repairs};
+use super::pool::Pool;
 pub use super::report::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use super::state::{Locs, LogState, Segment};
 use super::writer::{create_segment, Writer};
@@ -41,6 +42,7 @@ pub(crate) struct Recovered<F: FileSystem> {
     pub meta: MetaFile<F>,
     pub log: LogState<F::File>,
     pub writer: Writer<F::File>,
+    pub pool: Pool,
     pub report: RecoveryReport,
 }
 
@@ -164,12 +166,13 @@ pub(crate) fn recover<F: FileSystem>(
     check_commit(&log, &mut repairs, &mut report, dir)?;
     apply_repairs(fs, (dir, current.store_uid), options, &mut log, &mut repairs, &mut report)?;
     let next = (next_segment_id, last.records_end, hard_state_sequence);
-    let writer = open_active(fs, (dir, options), &current, &mut log, next)?;
+    let pool = Pool::open(fs, dir, options.segment_pool, &names)?;
+    let writer = open_active(fs, (dir, options), &current, &mut log, next, &pool)?;
     report.segments = log.segments.len();
     report.first_index = log.first_index;
     report.last_index = log.last_index();
     report.removed_files = repairs.remove;
-    Ok(Recovered { lock, meta, log, writer, report })
+    Ok(Recovered { lock, meta, log, writer, pool, report })
 }
 
 /// Whether hard state `a` comes after `b`: the Raft rules only ever raise the term, the
@@ -554,6 +557,7 @@ fn open_active<F: FileSystem>(
     meta: &Meta,
     log: &mut LogState<F::File>,
     (next_segment_id, records_end, hard_state_sequence): (u64, u64, u64),
+    pool: &Pool,
 ) -> Result<Writer<F::File>> {
     let carried = (log.hard_state, log.metadata.clone(), hard_state_sequence);
     if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
@@ -592,7 +596,8 @@ fn open_active<F: FileSystem>(
         hard_state: writer_state.0,
         metadata: &writer_state.1,
     };
-    let (segment, records_start) = create_segment(fs, dir, options, &header, new_record)?;
+    let pooled = pool.take_or_fill(fs, dir, options.segment_bytes_max)?;
+    let (segment, records_start) = create_segment(fs, (dir, options), &header, new_record, pooled)?;
     let writer = Writer::new(&segment, records_start, next_segment_id + 1, writer_state)
         .with_compression(options.compression);
     log.segments.push(segment);

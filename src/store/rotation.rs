@@ -25,8 +25,8 @@ impl<F: FileSystem> Inner<F> {
         Ok(())
     }
 
-    /// Creates the segment `header` describes, starting with the writer's hard state, and
-    /// makes it the writer's active segment; everything written before is durable by then (a
+    /// Creates the segment `header` describes (in a segment-pool file when one is ready),
+    /// starting with the writer's hard state, and makes it the writer's active segment; everything written before is durable by then (a
     /// seal or a reset's meta preceded it, and the creation is fsynced). The caller puts the
     /// segment in the log.
     pub(super) fn start_segment(
@@ -35,8 +35,10 @@ impl<F: FileSystem> Inner<F> {
         header: &SegmentHeader,
     ) -> Result<Segment<F::File>> {
         writer.hard_state_sequence += 1;
+        let place = (self.dir.as_path(), &self.options);
+        let pooled = self.pool.take();
         let (segment, records_start) =
-            create_segment(&self.fs, &self.dir, &self.options, header, writer.carried())?;
+            create_segment(&self.fs, place, header, writer.carried(), pooled)?;
         writer.switch_to(&segment, records_start);
         self.publish_synced(writer);
         Ok(segment)

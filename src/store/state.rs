@@ -54,6 +54,22 @@ pub(crate) struct Segment<H: FileHandle> {
     pub sealed: bool,
     /// A sealed segment's bytes, mapped on first read and shared by every payload handed out.
     data: OnceLock<Bytes>,
+    /// Cloned into the owner of `data`'s map: while a payload handed out is alive, the count
+    /// is above one (so the file is not recycled under it).
+    mapped: Arc<()>,
+}
+
+/// A segment's map as the owner of the `Bytes` handed out, holding the segment's `mapped`
+/// token until the last of them is dropped.
+struct MappedFile<M> {
+    map: M,
+    _token: Arc<()>,
+}
+
+impl<M: AsRef<[u8]>> AsRef<[u8]> for MappedFile<M> {
+    fn as_ref(&self) -> &[u8] {
+        self.map.as_ref()
+    }
 }
 
 impl<H: FileHandle> Segment<H> {
@@ -75,6 +91,7 @@ impl<H: FileHandle> Segment<H> {
             locs,
             sealed,
             data: OnceLock::new(),
+            mapped: Arc::new(()),
         };
         segment.live_end = first_index + segment.record_count();
         segment
@@ -135,8 +152,17 @@ impl<H: FileHandle> Segment<H> {
         if let Some(bytes) = self.data.get() {
             return Ok(bytes.clone());
         }
-        let bytes = Bytes::from_owner(self.file.map()?);
-        Ok(self.data.get_or_init(|| bytes).clone())
+        let owner = MappedFile { map: self.file.map()?, _token: Arc::clone(&self.mapped) };
+        Ok(self.data.get_or_init(|| Bytes::from_owner(owner)).clone())
+    }
+
+    /// The segment's path when nothing but this value holds its file or its bytes (no
+    /// reader's handle, no payload handed out), so its blocks may be overwritten; `None`
+    /// otherwise. The segment must be out of the log (no new reader can find it).
+    pub fn into_unshared(mut self) -> Option<PathBuf> {
+        drop(self.data.take());
+        let unshared = Arc::strong_count(&self.mapped) == 1 && Arc::strong_count(&self.file) == 1;
+        unshared.then_some(self.path)
     }
 }
 

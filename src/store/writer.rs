@@ -23,7 +23,7 @@ use crate::hard_state::HardState;
 use crate::options::{Compression, Options};
 use crate::segment::format::{
     encode_hard_state, sync_lag, CarriedHardState, Record, RecordSeed, SegmentHeader,
-    HARD_STATE_PAYLOAD_BYTES, RECORD_ENTRY, RECORD_HARD_STATE,
+    HARD_STATE_PAYLOAD_BYTES, RECORD_ENTRY, RECORD_HARD_STATE, RECORD_HEADER_BYTES,
 };
 use crate::segment::{self, Loc};
 
@@ -185,9 +185,8 @@ impl<H: FileHandle> Writer<H> {
             self.metadata = metadata;
             self.hard_state_sequence = sequence;
         }
-        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
-        self.write_offset += self.buf.len() as u64;
-        self.bytes_since_sync += self.buf.len() as u64;
+        let written = self.write_buf()?;
+        self.bytes_since_sync += written;
         self.writes += 1;
         Ok(locs)
     }
@@ -205,9 +204,19 @@ impl<H: FileHandle> Writer<H> {
         let seed = self.seed(store_uid);
         self.buf.clear();
         Record::sync_mark(durable_index, hard_state_sequence).encode(seed, &mut self.buf);
-        self.file.write_all_at(&self.buf, self.write_offset).ctx("write", &self.path)?;
-        self.write_offset += self.buf.len() as u64;
-        Ok(())
+        self.write_buf().map(drop)
+    }
+
+    /// Writes `buf` at `write_offset`, padded (`pad`), and moves `write_offset` past the
+    /// records (not the padding, which the next write overwrites). Returns the records' bytes.
+    fn write_buf(&mut self) -> Result<u64> {
+        let records = self.buf.len();
+        pad(self.write_offset, &mut self.buf);
+        let written = self.file.write_all_at(&self.buf, self.write_offset);
+        self.buf.truncate(records);
+        written.ctx("write", &self.path)?;
+        self.write_offset += records as u64;
+        Ok(records as u64)
     }
 
     /// The hard state the writer carries, as a seal or a new segment records it.
@@ -234,12 +243,26 @@ impl<H: FileHandle> Writer<H> {
         self.buf.clear();
         Record::seal(last.0, last.1, durable_index, &payload).encode(seed, &mut self.buf);
         let seal_offset = self.write_offset;
-        self.file.write_all_at(&self.buf, seal_offset).ctx("write", &self.path)?;
-        self.write_offset += self.buf.len() as u64;
+        self.write_buf()?;
         self.file.sync_data().ctx("sync_data", &self.path)?;
         let crc = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
         Ok((seal_offset, crc))
     }
+}
+
+/// Zeros follow every write: at least a record header's worth, then to the end of its last
+/// page. So the stream's end always reads as a zero record header, even where stale bytes of
+/// a recycled file lie beyond (`format/SPEC.md`, "Segment pool"), and a write never leaves a
+/// partial page that the kernel would have to read back from disk before the next write
+/// (tikv/tikv#13488).
+const PAGE_BYTES: u64 = 4096;
+
+/// Pads `buf`, to be written at `offset`, with zeros as `PAGE_BYTES` says.
+fn pad(offset: u64, buf: &mut Vec<u8>) {
+    let end = offset + buf.len() as u64 + RECORD_HEADER_BYTES as u64;
+    let padded = end.div_ceil(PAGE_BYTES) * PAGE_BYTES;
+    let zeros = usize::try_from(padded - offset).expect("a write fits in memory");
+    buf.resize(zeros, 0);
 }
 
 /// Appends a hard-state record written when the log's last index was `last_index`, `lag`
@@ -266,26 +289,36 @@ fn encode_hard_state_record(
 
 /// Creates segment `header.segment_id`, starting with a hard-state record `carried` (a
 /// segment always carries the hard state; its sequence is new), and makes it and its name
-/// durable. Returns the segment and the offset its records continue at.
+/// durable. `pooled`: a segment-pool file to write it into and rename (pool invariant 2),
+/// instead of a new file. Returns the segment and the offset its records continue at.
 pub(crate) fn create_segment<F: FileSystem>(
     fs: &F,
-    dir: &Path,
-    options: &Options,
+    (dir, options): (&Path, &Options),
     header: &SegmentHeader,
     carried: CarriedHardState<'_>,
+    pooled: Option<PathBuf>,
 ) -> Result<(Segment<F::File>, u64)> {
     let path = dir.join(segment::file_name(header.segment_id));
-    let file = fs.create(&path).ctx("create", &path)?;
+    let file = match &pooled {
+        Some(from) => fs.open(from).ctx("open", from)?,
+        None => fs.create(&path).ctx("create", &path)?,
+    };
     let mut bytes = header.encode().to_vec();
     let seed = RecordSeed::new(header.store_uid, header.segment_id);
     // Everything before the new segment is durable when it is created.
     let last_index = header.first_index - 1;
     encode_hard_state_record(seed, (last_index, 0), carried, &mut bytes);
-    file.write_all_at(&bytes, 0).ctx("write", &path)?;
-    if options.preallocate {
+    let records_start = bytes.len() as u64;
+    pad(0, &mut bytes);
+    let written_at = pooled.as_deref().unwrap_or(&path);
+    file.write_all_at(&bytes, 0).ctx("write", written_at)?;
+    if options.preallocate && pooled.is_none() {
         file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
     }
-    file.sync_data().ctx("sync_data", &path)?;
+    file.sync_data().ctx("sync_data", written_at)?;
+    if let Some(from) = &pooled {
+        fs.rename(from, &path).ctx("rename", from)?;
+    }
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
     let bounds = (header.first_index, header.prev_term);
     let segment = Segment::new(
@@ -296,5 +329,5 @@ pub(crate) fn create_segment<F: FileSystem>(
         Locs::Memory(Vec::new()),
         false,
     );
-    Ok((segment, bytes.len() as u64))
+    Ok((segment, records_start))
 }

@@ -28,6 +28,17 @@ pub fn big_entries(first: u64, count: u64, term: u64, len: usize) -> Vec<Entry> 
     (first..first + count).map(|i| Entry::new(i, term, vec![(i % 251) as u8; len])).collect()
 }
 
+/// Where a segment file's record stream ends: after the 64-byte header, records follow back
+/// to back up to a zero record header or the end of the file (each write is followed by
+/// zeros to the end of its page, `format/SPEC.md`).
+pub fn stream_len(file: &[u8]) -> usize {
+    let mut end = 64;
+    while end + 32 <= file.len() && file[end..end + 32].iter().any(|b| *b != 0) {
+        end += 32 + u32::from_le_bytes(file[end + 4..end + 8].try_into().unwrap()) as usize;
+    }
+    end
+}
+
 pub fn open(fs: &SimFs, options: Options) -> LogStore<SimFs> {
     LogStore::open_with(fs.clone(), DIR, options).expect("open")
 }

@@ -468,6 +468,10 @@ impl FileSystem for SimFs {
         SplitMix(state.uids).next().max(1)
     }
 
+    fn background_threads(&self) -> bool {
+        false
+    }
+
     fn lock(&self, path: &Path) -> io::Result<SimLock> {
         let mut state = self.state();
         if !state.locks.insert(path.to_path_buf()) {

@@ -1,0 +1,246 @@
+//! The segment pool: files whose blocks were written before, ready to become segments, so
+//! that appends overwrite existing blocks (an fdatasync then flushes data only, without the
+//! journal commit a growing file needs).
+//!
+//! Pool files are named `{k:016x}.free`. They come from a prefill (zeros written and synced
+//! by the preparer thread, or by `open` for a store's first segment) or from recycling (a
+//! segment compaction or truncation left dead, renamed).
+//!
+//! Invariants:
+//! 1. A pool file is never read: recovery adopts it back into the pool, or removes it when
+//!    the pool is full or off. Its content may be anything: zeros, or stale records of a dead
+//!    segment, whose checksum seed (store uid, segment id) no later segment shares.
+//! 2. A pool file becomes a segment only after the segment's header and opening record are
+//!    written and fdatasynced in it; then it is renamed and the directory fsynced. Until that
+//!    rename is durable a crash leaves a pool file.
+//! 3. A recycled segment's rename into the pool is durable (directory fsynced) before the
+//!    file can be handed out, so a reused file never comes back under its old name.
+//! 4. A segment is recycled only when nothing outside the store holds its bytes (no reader's
+//!    file handle, no mapped payload; `Segment::into_unshared`); otherwise it is removed.
+//! 5. `ready.len() <= target`; the preparer fills only while the pool is below its target.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::{lock, Inner};
+use crate::error::{IoContext, Result};
+use crate::fs::{FileHandle, FileSystem};
+
+/// Bytes written per call while prefilling (the preparer checks for a stop between calls).
+const FILL_CHUNK_BYTES: usize = 1 << 20;
+
+/// File name of pool file `k`.
+pub(crate) fn file_name(k: u64) -> String {
+    format!("{k:016x}.free")
+}
+
+/// The number in a pool file name, or `None` for any other name.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".free")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Ready pool files and the preparer's state.
+pub(crate) struct Pool {
+    /// Files kept ready (`Options::segment_pool`); 0 turns the pool off.
+    target: usize,
+    state: Mutex<PoolState>,
+    wakeup: Condvar,
+}
+
+struct PoolState {
+    /// Files ready to become segments, oldest first.
+    ready: Vec<PathBuf>,
+    /// The number the next pool file gets; above every pool file's.
+    next: u64,
+    /// Set on close and on the preparer's first error (the pool then only shrinks).
+    stopped: bool,
+}
+
+impl Pool {
+    /// A pool of `target` files, starting with the pool files `found` in `dir` (at most
+    /// `target` of them are kept; the paths of the others are returned, to be removed).
+    pub fn adopt(dir: &Path, target: usize, mut found: Vec<u64>) -> (Pool, Vec<PathBuf>) {
+        found.sort_unstable();
+        let next = found.last().map_or(0, |k| k + 1);
+        let mut ready: Vec<PathBuf> = found.iter().map(|k| dir.join(file_name(*k))).collect();
+        let extra = ready.split_off(ready.len().min(target));
+        let state = PoolState { ready, next, stopped: false };
+        (Pool { target, state: Mutex::new(state), wakeup: Condvar::new() }, extra)
+    }
+
+    /// Whether the pool is on.
+    pub fn enabled(&self) -> bool {
+        self.target > 0
+    }
+
+    /// A ready file, if any; wakes the preparer to replace it.
+    pub fn take(&self) -> Option<PathBuf> {
+        let mut state = lock(&self.state);
+        let taken = if state.ready.is_empty() { None } else { Some(state.ready.remove(0)) };
+        self.wakeup.notify_all();
+        taken
+    }
+
+    /// The pool of `target` files in `dir`, adopting the pool files among `names` (the
+    /// directory's listing) and removing those past the target.
+    pub fn open<F: FileSystem>(
+        fs: &F,
+        dir: &Path,
+        target: usize,
+        names: &[PathBuf],
+    ) -> Result<Pool> {
+        let found = names.iter().filter_map(|n| n.to_str().and_then(parse_file_name)).collect();
+        let (pool, extra) = Pool::adopt(dir, target, found);
+        for path in extra {
+            fs.remove(&path).ctx("remove", &path)?;
+        }
+        Ok(pool)
+    }
+
+    /// A file for a store's first segment at `open`: a ready one, or one prefilled now on
+    /// the caller's thread (so a new store appends into written blocks from its first entry);
+    /// `None` when the pool is off.
+    pub fn take_or_fill<F: FileSystem>(
+        &self,
+        fs: &F,
+        dir: &Path,
+        len: u64,
+    ) -> Result<Option<PathBuf>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        if let Some(ready) = self.take() {
+            return Ok(Some(ready));
+        }
+        let path = self.reserve(dir);
+        fill(fs, dir, &path, len, || false).ctx("prefill", &path)?;
+        Ok(Some(path))
+    }
+
+    /// Recycles the files at `paths` (dead segments nothing else holds) while the pool has
+    /// room: renamed into the pool, the directory fsynced (invariant 3). Returns the paths it
+    /// did not take, to be removed.
+    pub fn recycle<F: FileSystem>(
+        &self,
+        fs: &F,
+        dir: &Path,
+        paths: Vec<PathBuf>,
+    ) -> io::Result<Vec<PathBuf>> {
+        let mut state = lock(&self.state);
+        let room = self.target.saturating_sub(state.ready.len());
+        let mut renamed = Vec::new();
+        let mut rest = Vec::new();
+        for path in paths {
+            if renamed.len() < room {
+                let to = dir.join(file_name(state.next));
+                state.next += 1;
+                fs.rename(&path, &to)?;
+                renamed.push(to);
+            } else {
+                rest.push(path);
+            }
+        }
+        if !renamed.is_empty() {
+            fs.sync_dir(dir)?;
+            state.ready.extend(renamed);
+        }
+        Ok(rest)
+    }
+
+    /// Stops the preparer (it finishes or abandons the file it fills).
+    pub fn stop(&self) {
+        lock(&self.state).stopped = true;
+        self.wakeup.notify_all();
+    }
+
+    fn reserve(&self, dir: &Path) -> PathBuf {
+        let mut state = lock(&self.state);
+        state.next += 1;
+        dir.join(file_name(state.next - 1))
+    }
+
+    fn stopped(&self) -> bool {
+        lock(&self.state).stopped
+    }
+
+    /// Blocks until the pool is below its target (true) or stopped (false).
+    fn wait_for_room(&self) -> bool {
+        let mut state = lock(&self.state);
+        while !state.stopped && state.ready.len() >= self.target {
+            state = self.wakeup.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        !state.stopped
+    }
+}
+
+/// Creates `path` and writes `len` zero bytes into it, then makes it and its name durable.
+/// `stop` is asked between chunks; a stopped fill leaves a shorter pool file (still usable).
+fn fill<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    path: &Path,
+    len: u64,
+    stop: impl Fn() -> bool,
+) -> io::Result<()> {
+    let file = fs.create(path)?;
+    let zeros = vec![0u8; FILL_CHUNK_BYTES];
+    let mut at = 0u64;
+    while at < len && !stop() {
+        let n = usize::try_from(len - at).map_or(zeros.len(), |left| left.min(zeros.len()));
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_data()?;
+    fs.sync_dir(dir)
+}
+
+/// Starts the preparer: it keeps the pool at its target, prefilling files off the append
+/// path. Its first error stops it (the writer then creates segments that grow, as without a
+/// pool); nothing of the log depends on it.
+pub(crate) fn spawn_preparer<F: FileSystem>(inner: Arc<Inner<F>>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("raftlog-pool".into())
+        .spawn(move || {
+            let pool = &inner.pool;
+            while pool.wait_for_room() {
+                let path = pool.reserve(&inner.dir);
+                let len = inner.options.segment_bytes_max;
+                match fill(&inner.fs, &inner.dir, &path, len, || pool.stopped()) {
+                    Ok(()) if !pool.stopped() => lock(&pool.state).ready.push(path),
+                    Ok(()) => {}
+                    Err(_) => pool.stop(),
+                }
+            }
+        })
+        .expect("spawn the segment pool's preparer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_reject_others() {
+        assert_eq!(parse_file_name(&file_name(0x2a)), Some(0x2a));
+        for bad in ["2a.free", "000000000000002a.seg", "000000000000002A.free", "x.free"] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn adoption_keeps_at_most_the_target_and_numbers_after_the_highest() {
+        let dir = Path::new("d");
+        let (pool, extra) = Pool::adopt(dir, 2, vec![7, 3, 5]);
+        assert_eq!(extra, vec![dir.join(file_name(7))]);
+        assert_eq!(pool.take(), Some(dir.join(file_name(3))));
+        assert_eq!(pool.take(), Some(dir.join(file_name(5))));
+        assert_eq!(pool.take(), None);
+        assert_eq!(pool.reserve(dir), dir.join(file_name(8)));
+    }
+}
