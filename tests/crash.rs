@@ -22,9 +22,13 @@ const CRASH_STATES_DEFAULT: usize = 40_000;
 const OPS_PER_WORKLOAD: usize = 36;
 const SEEDS_PER_POINT: u64 = 2;
 
-/// Odd workloads preallocate their segments, even ones grow them.
+/// Odd workloads preallocate their segments, even ones grow them; every third keeps a segment
+/// pool of two files (prefilled at open, recycled by compaction, truncation and reset).
 fn options(workload: u64) -> Options {
-    Options::default().segment_bytes_max(2048).preallocate(workload % 2 == 1)
+    Options::default()
+        .segment_bytes_max(2048)
+        .preallocate(workload % 2 == 1)
+        .segment_pool(if workload % 3 == 0 { 2 } else { 0 })
 }
 
 /// Runs workload `seed` with the disk halting after `halt_after` mutating operations.
