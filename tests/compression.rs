@@ -36,7 +36,6 @@ fn stored_bytes(fs: &SimFs) -> usize {
     segment_names(fs).iter().map(|n| stream_len(&fs.read_file(&path(n)).unwrap())).sum()
 }
 
-
 #[test]
 fn compressible_payloads_are_stored_smaller_and_read_back_exactly() {
     let fs = SimFs::new();

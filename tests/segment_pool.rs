@@ -110,3 +110,33 @@ fn a_store_without_a_pool_removes_pool_files() {
     assert!(pool_names(&fs).is_empty());
     assert_eq!(store.entries(251, 301, u64::MAX).unwrap(), big_entries(251, 50, 1, 200));
 }
+
+#[test]
+fn on_the_real_disk_rotation_leaves_indexes_to_the_maintenance_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = pooled(2);
+    let store = raftlog::LogStore::open(dir.path(), options.clone()).unwrap();
+    let written = big_entries(1, 2000, 1, 200);
+    for batch in written.chunks(10) {
+        store.append(batch).unwrap();
+        store.sync().unwrap();
+    }
+    assert_eq!(store.entries(1, 2001, u64::MAX).unwrap(), written, "read before indexing");
+    store.compact_to(1000).unwrap();
+    for batch in big_entries(2001, 1000, 1, 200).chunks(10) {
+        store.append(batch).unwrap();
+    }
+    store.close().unwrap();
+    let store = raftlog::LogStore::open(dir.path(), options).unwrap();
+    let report = store.recovery_report();
+    assert!(report.rebuilt_indexes.is_empty(), "{:?}", report.rebuilt_indexes);
+    assert_eq!(
+        report.indexed_segments + 1,
+        report.segments,
+        "every sealed segment indexed: {report:?}"
+    );
+    let expected: Vec<_> =
+        written[1000..].iter().cloned().chain(big_entries(2001, 1000, 1, 200)).collect();
+    assert_eq!(store.entries(1001, 3001, u64::MAX).unwrap(), expected);
+    assert!(store.segment_pool_ready() <= 2);
+}

@@ -142,7 +142,7 @@ fn main() {
             synced: false,
             batches: 40_000,
         };
-        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, false).entries_per_s);
+        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, 0).entries_per_s);
         return;
     }
     if args.get(1).map(String::as_str) == Some("write-raftlog") {

@@ -21,6 +21,7 @@
 mod compaction;
 mod decision;
 mod group_commit;
+mod maintenance;
 mod pool;
 mod read_plan;
 mod recover;
@@ -38,7 +39,8 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 
 use group_commit::spawn_flusher;
-use pool::{spawn_preparer, Pool};
+use maintenance::Maintenance;
+use pool::Pool;
 pub use recover::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
 use state::LogState;
 use writer::Writer;
@@ -58,9 +60,9 @@ use crate::segment::format::{METADATA_BYTES_MAX, RECORD_HEADER_BYTES};
 pub struct LogStore<F: FileSystem = StdFs> {
     pub(crate) inner: Arc<Inner<F>>,
     flusher: Option<JoinHandle<()>>,
-    /// The segment pool's preparer (`Options::segment_pool`, on file systems that allow
-    /// threads of the store's own).
-    preparer: Option<JoinHandle<()>>,
+    /// The maintenance thread (with a segment pool, on file systems that allow threads of
+    /// the store's own).
+    maintenance: Option<JoinHandle<()>>,
 }
 
 /// The shared state of a store. Lock order: sync gate (`sync_busy`), then `writer`, then
@@ -101,6 +103,8 @@ pub(crate) struct Inner<F: FileSystem> {
     flusher_wakeup: Condvar,
     /// Prewritten files for the next segments, and where dead segments are recycled.
     pool: Pool,
+    /// Work queued for the maintenance thread (indexes of sealed segments).
+    maintenance: Maintenance,
     report: RecoveryReport,
     /// The directory lock, held for the store's life.
     _lock: F::Lock,
@@ -152,6 +156,7 @@ impl<F: FileSystem> LogStore<F> {
             stop_flusher: Mutex::new(false),
             flusher_wakeup: Condvar::new(),
             pool: recovered.pool,
+            maintenance: Maintenance::default(),
             report: recovered.report,
             _lock: recovered.lock,
         });
@@ -161,9 +166,9 @@ impl<F: FileSystem> LogStore<F> {
             }
             _ => None,
         };
-        let preparer = (inner.pool.enabled() && inner.fs.background_threads())
-            .then(|| spawn_preparer(Arc::clone(&inner)));
-        Ok(LogStore { inner, flusher, preparer })
+        let maintenance = (inner.pool.enabled() && inner.fs.background_threads())
+            .then(|| maintenance::spawn(Arc::clone(&inner)));
+        Ok(LogStore { inner, flusher, maintenance })
     }
 
     /// What recovery found and repaired when this store was opened.
@@ -174,6 +179,12 @@ impl<F: FileSystem> LogStore<F> {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Segment-pool files ready now (`Options::segment_pool`): each lets the store start a
+    /// segment in blocks written before, without waiting for a prefill.
+    pub fn segment_pool_ready(&self) -> usize {
+        self.inner.pool.ready()
     }
 
     /// First index still in the log (1 for a new log).
@@ -249,7 +260,7 @@ impl<F: FileSystem> LogStore<F> {
         let _gate = inner.sync_gate();
         let mut writer = lock(&inner.writer);
         if read(&inner.log).active().record_count() > 0 {
-            inner.poison_on_err(inner.seal_active(&mut writer).map(|_| ()))?;
+            inner.poison_on_err(inner.seal_active(&mut writer, false).map(|_| ()))?;
         }
         Ok(())
     }
@@ -271,9 +282,10 @@ impl<F: FileSystem> LogStore<F> {
 
 impl<F: FileSystem> Drop for LogStore<F> {
     fn drop(&mut self) {
-        if let Some(preparer) = self.preparer.take() {
+        if let Some(maintenance) = self.maintenance.take() {
             self.inner.pool.stop();
-            let _ = preparer.join();
+            self.inner.maintenance.stop();
+            let _ = maintenance.join();
         }
         if let Some(flusher) = self.flusher.take() {
             *lock(&self.inner.stop_flusher) = true;

@@ -3,7 +3,7 @@
 //! journal commit a growing file needs).
 //!
 //! Pool files are named `{k:016x}.free`. They come from a prefill (zeros written and synced
-//! by the preparer thread, or by `open` for a store's first segment) or from recycling (a
+//! by the maintenance thread, or by `open` for a store's first segment) or from recycling (a
 //! segment compaction or truncation left dead, renamed).
 //!
 //! Invariants:
@@ -17,19 +17,21 @@
 //!    file can be handed out, so a reused file never comes back under its old name.
 //! 4. A segment is recycled only when nothing outside the store holds its bytes (no reader's
 //!    file handle, no mapped payload; `Segment::into_unshared`); otherwise it is removed.
-//! 5. `ready.len() <= target`; the preparer fills only while the pool is below its target.
+//! 5. `ready.len() <= target`; files are prefilled only while the pool is below its target.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 
-use super::{lock, Inner};
+use super::lock;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
 
 /// Bytes written per call while prefilling (the preparer checks for a stop between calls).
 const FILL_CHUNK_BYTES: usize = 1 << 20;
+/// A prefill fdatasyncs every this many bytes: a bounded flush at a time, so that the fsyncs
+/// of appends never queue behind a whole segment's worth of dirty pages.
+const FILL_SYNC_BYTES: u64 = 4 << 20;
 
 /// File name of pool file `k`.
 pub(crate) fn file_name(k: u64) -> String {
@@ -45,12 +47,11 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Ready pool files and the preparer's state.
+/// Ready pool files.
 pub(crate) struct Pool {
     /// Files kept ready (`Options::segment_pool`); 0 turns the pool off.
     target: usize,
     state: Mutex<PoolState>,
-    wakeup: Condvar,
 }
 
 struct PoolState {
@@ -58,7 +59,7 @@ struct PoolState {
     ready: Vec<PathBuf>,
     /// The number the next pool file gets; above every pool file's.
     next: u64,
-    /// Set on close and on the preparer's first error (the pool then only shrinks).
+    /// Set on close and on a prefill's first error (the pool then only shrinks).
     stopped: bool,
 }
 
@@ -71,7 +72,12 @@ impl Pool {
         let mut ready: Vec<PathBuf> = found.iter().map(|k| dir.join(file_name(*k))).collect();
         let extra = ready.split_off(ready.len().min(target));
         let state = PoolState { ready, next, stopped: false };
-        (Pool { target, state: Mutex::new(state), wakeup: Condvar::new() }, extra)
+        (Pool { target, state: Mutex::new(state) }, extra)
+    }
+
+    /// Files ready now.
+    pub fn ready(&self) -> usize {
+        lock(&self.state).ready.len()
     }
 
     /// Whether the pool is on.
@@ -79,12 +85,10 @@ impl Pool {
         self.target > 0
     }
 
-    /// A ready file, if any; wakes the preparer to replace it.
+    /// A ready file, if any (the caller wakes the maintenance thread to replace it).
     pub fn take(&self) -> Option<PathBuf> {
         let mut state = lock(&self.state);
-        let taken = if state.ready.is_empty() { None } else { Some(state.ready.remove(0)) };
-        self.wakeup.notify_all();
-        taken
+        (!state.ready.is_empty()).then(|| state.ready.remove(0))
     }
 
     /// The pool of `target` files in `dir`, adopting the pool files among `names` (the
@@ -119,7 +123,7 @@ impl Pool {
             return Ok(Some(ready));
         }
         let path = self.reserve(dir);
-        fill(fs, dir, &path, len, || false).ctx("prefill", &path)?;
+        fill(fs, dir, &path, len, || true).ctx("prefill", &path)?;
         Ok(Some(path))
     }
 
@@ -153,72 +157,56 @@ impl Pool {
         Ok(rest)
     }
 
-    /// Stops the preparer (it finishes or abandons the file it fills).
+    /// Stops taking prefilled files (on close, or after a prefill failed).
     pub fn stop(&self) {
         lock(&self.state).stopped = true;
-        self.wakeup.notify_all();
     }
 
-    fn reserve(&self, dir: &Path) -> PathBuf {
+    /// Whether the pool wants another file (below its target, not stopped).
+    pub fn wants_file(&self) -> bool {
+        let state = lock(&self.state);
+        !state.stopped && state.ready.len() < self.target
+    }
+
+    /// Adds a prefilled file, unless the pool stopped meanwhile (the file stays on disk as a
+    /// pool file; the next open adopts it).
+    pub fn add(&self, path: PathBuf) {
+        let mut state = lock(&self.state);
+        if !state.stopped {
+            state.ready.push(path);
+        }
+    }
+
+    pub fn reserve(&self, dir: &Path) -> PathBuf {
         let mut state = lock(&self.state);
         state.next += 1;
         dir.join(file_name(state.next - 1))
     }
-
-    fn stopped(&self) -> bool {
-        lock(&self.state).stopped
-    }
-
-    /// Blocks until the pool is below its target (true) or stopped (false).
-    fn wait_for_room(&self) -> bool {
-        let mut state = lock(&self.state);
-        while !state.stopped && state.ready.len() >= self.target {
-            state = self.wakeup.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        !state.stopped
-    }
 }
 
 /// Creates `path` and writes `len` zero bytes into it, then makes it and its name durable.
-/// `stop` is asked between chunks; a stopped fill leaves a shorter pool file (still usable).
-fn fill<F: FileSystem>(
+/// `between` runs between chunks and says whether to go on; a fill it stops leaves a shorter
+/// pool file (still usable: content never matters, invariant 1).
+pub(crate) fn fill<F: FileSystem>(
     fs: &F,
     dir: &Path,
     path: &Path,
     len: u64,
-    stop: impl Fn() -> bool,
+    mut between: impl FnMut() -> bool,
 ) -> io::Result<()> {
     let file = fs.create(path)?;
     let zeros = vec![0u8; FILL_CHUNK_BYTES];
     let mut at = 0u64;
-    while at < len && !stop() {
+    while at < len && between() {
         let n = usize::try_from(len - at).map_or(zeros.len(), |left| left.min(zeros.len()));
         file.write_all_at(&zeros[..n], at)?;
         at += n as u64;
+        if at % FILL_SYNC_BYTES == 0 {
+            file.sync_data()?;
+        }
     }
     file.sync_data()?;
     fs.sync_dir(dir)
-}
-
-/// Starts the preparer: it keeps the pool at its target, prefilling files off the append
-/// path. Its first error stops it (the writer then creates segments that grow, as without a
-/// pool); nothing of the log depends on it.
-pub(crate) fn spawn_preparer<F: FileSystem>(inner: Arc<Inner<F>>) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("raftlog-pool".into())
-        .spawn(move || {
-            let pool = &inner.pool;
-            while pool.wait_for_room() {
-                let path = pool.reserve(&inner.dir);
-                let len = inner.options.segment_bytes_max;
-                match fill(&inner.fs, &inner.dir, &path, len, || pool.stopped()) {
-                    Ok(()) if !pool.stopped() => lock(&pool.state).ready.push(path),
-                    Ok(()) => {}
-                    Err(_) => pool.stop(),
-                }
-            }
-        })
-        .expect("spawn the segment pool's preparer")
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl<F: FileSystem> LogStore<F> {
 impl<F: FileSystem> Inner<F> {
     /// `truncate_suffix` once checked: seal, then a new segment at `from` overrides the rest.
     pub(super) fn replace_suffix(&self, writer: &mut Writer<F::File>, from: u64) -> Result<()> {
-        self.seal_active(writer)?;
+        self.seal_active(writer, false)?;
         let (prev_id, prev_term) = {
             let log = read(&self.log);
             let prev = from - 1;
