@@ -80,7 +80,7 @@ fn run_writers(w: Workload, batch: impl Fn(u64) + Send + Sync + 'static) -> Run 
 /// the clock starts).
 pub fn append_raftlog(dir: &Path, w: Workload, pool: usize) -> Run {
     let store =
-        Arc::new(LogStore::open(dir, Options::default().segment_pool(pool).segment_bytes_max(std::env::var("SEG").map_or(64 << 20, |v| v.parse().unwrap()))).expect("open raftlog"));
+        Arc::new(LogStore::open(dir, Options::default().segment_pool(pool)).expect("open raftlog"));
     // Steady state: the pool is full, as recycling keeps it in a store that compacts.
     while store.segment_pool_ready() < pool {
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -238,7 +238,8 @@ pub fn appends(rounds: usize) {
     );
     println!("| workload | raftlog, segment pool | raftlog, no pool | raft-engine | raft-log 0.4.6 | pool / raft-engine | no pool / raft-engine | pool / raft-log | raw loop: growing / fallocated / prewritten | pool of prewritten | no pool of growing | peak memory raftlog / raft-engine |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for w in workloads.into_iter().filter(|w| std::env::var("ONLY").map_or(true, |o| w.name.contains(&o))) {
+    let only = std::env::var("RAFTLOG_BENCH_ONLY").unwrap_or_default();
+    for w in workloads.into_iter().filter(|w| w.name.contains(&only)) {
         let mut runs: Vec<Vec<Run>> = (0..7).map(|_| Vec::new()).collect();
         let (mut ours_peak, mut theirs_peak) = (0u64, 0u64);
         for _ in 0..rounds {

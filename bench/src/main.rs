@@ -12,7 +12,10 @@
 //! - appends: synced batches (256 B x 16 with 1 and 4 writers, 4 KiB x 64) and unsynced
 //!   (256 B x 64), against raft-engine, raft-log and raw write+fdatasync loops of raftlog's
 //!   write sizes (the disk's limit: into a growing file, into fallocated space, over prewritten
-//!   blocks); entries/s, the p99 latency of one batch, ratios, peak memory.
+//!   blocks); entries/s, the p99 latency of one batch, ratios, peak memory. raftlog runs with
+//!   and without a segment pool (`Options::segment_pool(2)`, the pool full before the clock
+//!   starts, as recycling keeps it in a store that compacts). `RAFTLOG_BENCH_ONLY=text` runs
+//!   the workloads whose name contains `text`.
 //!
 //! raft-engine's entries are protobuf messages; `BytesValue` carries the payload behind an
 //! 8-byte index, the least a raft-engine user stores.

@@ -6,8 +6,8 @@
 //!   are found through their in-memory locations; a crash before the index is written makes
 //!   recovery scan the segment and rebuild it (R14), as for any missing index.
 //! - It keeps the segment pool at its target, prefilling files at a bounded pace: an fsync
-//!   every few MiB (`pool::fill`) and a pause between chunks, so that appends' fsyncs and the
-//!   writer's CPU are not starved by a segment's worth of zeros.
+//!   every few MiB (`pool::fill`) and, while a file is still ready, a pause between chunks, so
+//!   that appends' fsyncs and the writer's CPU are not starved by a segment's worth of zeros.
 //!
 //! Invariants:
 //! 1. Index jobs go first: a prefill runs them between its chunks.
@@ -26,9 +26,11 @@ use super::{lock, pool, read, write, Inner};
 use crate::fs::FileSystem;
 use crate::index::{self, IndexHeader};
 
-/// Pause after each prefill chunk (1 MiB): a 64 MiB file takes at least 64 ms, and the writer
-/// gets the CPU and the disk in between.
-const FILL_PAUSE: Duration = Duration::from_millis(1);
+/// Pause after each prefill chunk (1 MiB) while the pool still has a ready file: a 64 MiB
+/// file then takes at least a quarter of a second, and the writer gets the CPU and the disk
+/// in between. With no file ready the next rotation would create a growing file, so the fill
+/// runs flat out.
+const FILL_PAUSE: Duration = Duration::from_millis(4);
 
 /// The index a sealed segment still needs.
 pub(crate) struct IndexJob {
@@ -132,7 +134,9 @@ fn prefill<F: FileSystem>(inner: &Inner<F>) {
         while let Some(job) = inner.maintenance.next_index() {
             inner.write_deferred_index(job);
         }
-        std::thread::sleep(FILL_PAUSE);
+        if inner.pool.ready() > 0 {
+            std::thread::sleep(FILL_PAUSE);
+        }
         !inner.maintenance.stopping()
     };
     match pool::fill(&inner.fs, &inner.dir, &path, inner.options.segment_bytes_max, between) {
