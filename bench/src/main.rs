@@ -135,17 +135,20 @@ fn main() {
         return;
     }
     if args.get(1).map(String::as_str) == Some("profile-raftlog-appends") {
-        // raftlog's unsynced append path alone, for a profiler.
+        // raftlog's append path alone, for a profiler: unsynced 256 B x 64, or with
+        // `synced-4k` synced 4 KiB x 64 with a segment pool.
         let dir = tempfile::tempdir().expect("tempdir");
+        let synced = args.get(2).map(String::as_str) == Some("synced-4k");
         let w = appends::Workload {
             name: "",
-            payload: 256,
+            payload: if synced { 4096 } else { 256 },
             batch: 64,
             writers: 1,
-            synced: false,
-            batches: 40_000,
+            synced,
+            batches: if synced { 3000 } else { 40_000 },
         };
-        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, 0).entries_per_s);
+        let pool = if synced { 2 } else { 0 };
+        println!("{:.0} entries/s", appends::append_raftlog(dir.path(), w, pool).entries_per_s);
         return;
     }
     if args.get(1).map(String::as_str) == Some("write-raftlog") {
