@@ -1,7 +1,7 @@
 //! raftlog against raft-engine 0.4 and raft-log 0.4.6, side by side in one run on the same
 //! data.
 //!
-//! `cargo run --release --manifest-path bench/Cargo.toml -- [reads|cold-reads|open|appends|all] [rounds]`
+//! `cargo run --release --manifest-path bench/Cargo.toml -- [reads|cold-reads|open|appends|all|recycle-reads] [rounds]`
 //!
 //! - reads: random catch-up reads of 100-entry ranges from sealed data (hot page cache), 256 B
 //!   and 4 KiB payloads; engines alternate, median of the rounds.
@@ -16,6 +16,9 @@
 //!   and without a segment pool (`Options::segment_pool(2)`, the pool full before the clock
 //!   starts, as recycling keeps it in a store that compacts). `RAFTLOG_BENCH_ONLY=text` runs
 //!   the workloads whose name contains `text`.
+//! - recycle-reads (not in `all`; needs root): appends into segment-pool files after the page
+//!   cache is dropped, counting the bytes read from disk meanwhile, against a raw loop of
+//!   unaligned overwrites (tikv/tikv#13488).
 //!
 //! raft-engine's entries are protobuf messages; `BytesValue` carries the payload behind an
 //! 8-byte index, the least a raft-engine user stores.
@@ -24,6 +27,7 @@ mod appends;
 mod open;
 mod peer;
 mod reads;
+mod recycle;
 
 use std::path::Path;
 use std::time::Instant;
@@ -186,5 +190,8 @@ fn main() {
     }
     if matches!(what, "appends" | "all") {
         appends::appends(rounds);
+    }
+    if what == "recycle-reads" {
+        recycle::recycle_reads(rounds);
     }
 }
