@@ -42,7 +42,8 @@ pub enum Compression {
     Off,
     /// Payloads of at least `threshold_bytes` are compressed with zstd at `level`. A payload
     /// that does not shrink by at least an eighth is stored as given, and the next 32 payloads
-    /// are then not tried, so incompressible data pays almost nothing.
+    /// are then not tried (64, 128, ... up to 1,024 after further failures in a row; a success
+    /// starts over at 32), so incompressible data pays almost nothing.
     Zstd {
         /// zstd level (1 is fast; 3 is zstd's default; up to 22).
         level: i32,

@@ -27,8 +27,10 @@ use crate::segment::format::{
 };
 use crate::segment::{self, Loc};
 
-/// Eligible payloads not tried after one that did not compress.
+/// Eligible payloads not tried after one that did not compress; each further failure in a
+/// row doubles it, up to `INCOMPRESSIBLE_SKIP_MAX`, and a success resets it.
 const INCOMPRESSIBLE_SKIP: u32 = 32;
+const INCOMPRESSIBLE_SKIP_MAX: u32 = 1024;
 
 /// Payload compression with back-off on incompressible data.
 pub(crate) struct Compressor {
@@ -36,6 +38,8 @@ pub(crate) struct Compressor {
     threshold_bytes: u64,
     /// Eligible payloads still to store as given before trying again.
     skip: u32,
+    /// What `skip` becomes after the next failure.
+    backoff: u32,
     out: Vec<u8>,
 }
 
@@ -43,7 +47,8 @@ impl Compressor {
     pub fn new(compression: Compression) -> Option<Self> {
         let Compression::Zstd { level, threshold_bytes } = compression else { return None };
         let zstd = zstd::bulk::Compressor::new(level).expect("level checked by Options::validate");
-        Some(Compressor { zstd, threshold_bytes, skip: 0, out: Vec::new() })
+        let backoff = INCOMPRESSIBLE_SKIP;
+        Some(Compressor { zstd, threshold_bytes, skip: 0, backoff, out: Vec::new() })
     }
 
     /// The compressed payload, if compressing `payload` is worth it.
@@ -62,9 +67,11 @@ impl Compressor {
             Err(_) => false,
         };
         if !worth_it {
-            self.skip = INCOMPRESSIBLE_SKIP;
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(INCOMPRESSIBLE_SKIP_MAX);
             return None;
         }
+        self.backoff = INCOMPRESSIBLE_SKIP;
         Some(&self.out)
     }
 }
@@ -330,4 +337,38 @@ pub(crate) fn create_segment<F: FileSystem>(
         false,
     );
     Ok((segment, records_start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_payloads_back_off_exponentially_and_a_success_starts_over() {
+        let zstd = Compression::Zstd { level: 1, threshold_bytes: 64 };
+        let mut compressor = Compressor::new(zstd).unwrap();
+        let (noise, zeros) = (noise(4096), vec![0u8; 4096]);
+        let mut skips = Vec::new();
+        for _ in 0..7 {
+            assert!(compressor.compress(&noise).is_none());
+            skips.push(compressor.skip);
+            compressor.skip = 0; // as if that many payloads went by
+        }
+        assert_eq!(skips, [32, 64, 128, 256, 512, 1024, 1024]);
+        assert!(compressor.compress(&zeros).is_some());
+        assert!(compressor.compress(&noise).is_none());
+        assert_eq!(compressor.skip, 32);
+    }
 }
