@@ -122,8 +122,6 @@ pub(crate) fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// In a child process: opens one engine and prints "milliseconds added_rss_kib entries".
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("profile-raftlog-reads") {
