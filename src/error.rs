@@ -228,6 +228,17 @@ pub enum Error {
         /// The leader this node knows of, if any.
         leader: Option<u64>,
     },
+    /// A membership change was refused (format/SPEC.md, "Membership"); nothing was appended.
+    #[error("membership change refused: {reason}")]
+    MembershipChange {
+        /// Why: another change in progress, an unknown or existing member, a learner not
+        /// caught up, a configuration left without a voter.
+        reason: &'static str,
+    },
+    /// This node was removed from its group (a committed configuration excludes it): it
+    /// serves nothing.
+    #[error("node removed from the group")]
+    Removed,
     /// A call named a term this node has passed (or may not use).
     #[error("term {term} refused: this node is at term {current}")]
     StaleTerm {

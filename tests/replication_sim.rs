@@ -2,10 +2,14 @@
 //! its own `SimFs`, over a seeded `SimNetwork` that drops, duplicates, delays (reorders) and
 //! partitions; power losses and restarts; leader changes through elections this test runs
 //! (it plays the election oracle with `Replica::vote`); snapshots with compaction, so that
-//! followers catch up by snapshot. After every step it checks:
+//! followers catch up by snapshot; membership changes, one at a time: a new node joins as a
+//! learner, is promoted once caught up, and voters (the leader too) are removed; a removed
+//! node, or a joining one whose addition was lost, is retired. After every step it checks:
 //! - Log Matching: the same (index, term) means the same payload and the same previous term,
 //!   so the same prefix;
-//! - no acknowledged entry is lost or changed on a majority;
+//! - no acknowledged entry is lost or changed: every quorum of the voters of the configuration
+//!   in effect (and of the one before, while the change is not committed) holds it or has a
+//!   node down;
 //! - no node's commit index goes back while it runs;
 //! - the sequences nodes applied are prefixes of each other (their chained checksums agree at
 //!   every index two of them reached).
@@ -22,7 +26,8 @@ use bytes::Bytes;
 use raftlog::fs::SimFs;
 use raftlog::replication::sim::{NetworkFaults, SimEndpoint, SimNetwork};
 use raftlog::replication::{
-    AppenderKind, ChecksumMachine, Envelope, Replica, ReplicationOptions, Transport,
+    AppenderKind, ChecksumMachine, ConfChange, Configuration, Envelope, Replica,
+    ReplicationOptions, Transport,
 };
 use raftlog::{Error, LogStore, Options, RaftLog, SnapshotOptions, SnapshotStore};
 use rand::rngs::StdRng;
@@ -40,6 +45,10 @@ struct Machine {
     commit_seen: u64,
     /// Entries through this index were checked and are committed: they cannot change.
     verified_through: u64,
+    /// The voters it was opened with (the group's first ones, or those when it joined).
+    bootstrap: Vec<u64>,
+    /// Removed from the group (or its addition was lost): no longer run.
+    retired: bool,
 }
 
 struct Sim {
@@ -59,6 +68,12 @@ struct Sim {
     crashes: u64,
     elections: u64,
     snapshots_installed: u64,
+    /// Membership changes proposed and accepted by a leader.
+    changes: u64,
+    /// Nodes retired after a committed removal.
+    removals: u64,
+    /// Nodes that joined and were promoted to voter.
+    promotions: u64,
 }
 
 fn open(
@@ -108,6 +123,8 @@ impl Sim {
                 down_until: 0,
                 commit_seen: 0,
                 verified_through: 0,
+                bootstrap: members.clone(),
+                retired: false,
             };
             machines.insert(id, machine);
         }
@@ -124,6 +141,9 @@ impl Sim {
             crashes: 0,
             elections: 0,
             snapshots_installed: 0,
+            changes: 0,
+            removals: 0,
+            promotions: 0,
         }
     }
 
@@ -134,8 +154,28 @@ impl Sim {
         )
     }
 
+    fn running(&self) -> impl Iterator<Item = (u64, &Node)> {
+        self.machines.iter().filter_map(|(id, m)| m.replica.as_ref().map(|r| (*id, r)))
+    }
+
+    /// The configurations that can still decide: the newest any running node holds, and the
+    /// one before it while no running node has it committed.
+    fn deciding(&self) -> Vec<Configuration> {
+        let newest =
+            self.running().max_by_key(|(_, r)| (r.configuration_index(), r.log().commit_index()));
+        let Some((_, newest)) = newest else { return Vec::new() };
+        let index = newest.configuration_index();
+        let committed = self.running().any(|(_, r)| r.log().commit_index() >= index);
+        let mut configs = vec![newest.configuration().clone()];
+        if !committed {
+            configs.extend(newest.previous_configuration().cloned());
+        }
+        configs
+    }
+
+    /// Votes a decision needs now: a majority of the newest configuration's voters.
     fn majority(&self) -> usize {
-        self.members.len() / 2 + 1
+        self.deciding().first().map_or(self.members.len() / 2 + 1, Configuration::quorum)
     }
 
     fn leader(&self) -> Option<u64> {
@@ -149,8 +189,11 @@ impl Sim {
     /// An election this test runs: a candidate among the running nodes asks everyone
     /// reachable for a vote in a new term, and leads if a majority grants it.
     fn elect(&mut self, rng: &mut StdRng, prefer_up_to_date: bool) {
-        let up: Vec<u64> =
-            self.machines.iter().filter(|(_, m)| m.replica.is_some()).map(|(id, _)| *id).collect();
+        let up: Vec<u64> = self
+            .running()
+            .filter(|(id, r)| r.configuration().is_voter(*id) && !r.is_removed())
+            .map(|(id, _)| id)
+            .collect();
         if up.is_empty() {
             return;
         }
@@ -171,8 +214,12 @@ impl Sim {
             .unwrap_or(0)
             + 1;
         let (last_term, last_index) = log_of(&self.machines[&candidate]);
+        let config =
+            self.machines[&candidate].replica.as_ref().expect("up").configuration().clone();
         let mut granted = 0;
-        for id in &up {
+        let voters: Vec<u64> =
+            self.running().map(|(id, _)| id).filter(|id| config.is_voter(*id)).collect();
+        for id in &voters {
             let cut = self.network.borrow().is_isolated(*id)
                 || self.network.borrow().is_isolated(candidate);
             if cut && *id != candidate {
@@ -186,7 +233,7 @@ impl Sim {
             }
         }
         self.elections += 1;
-        if granted >= self.majority() {
+        if granted >= config.quorum() {
             let replica =
                 self.machines.get_mut(&candidate).and_then(|m| m.replica.as_mut()).expect("up");
             if let Err(e) = replica.become_leader(term) {
@@ -222,6 +269,80 @@ impl Sim {
         }
     }
 
+    /// A membership change by the leader, one at a time: promote its learner, add a new node
+    /// as a learner, or remove a voter (the leader itself, perhaps). Refusals are expected
+    /// (a change in progress, a learner not caught up).
+    fn change_membership(&mut self, rng: &mut StdRng) {
+        let Some(leader) = self.leader() else { return };
+        let config =
+            self.machines[&leader].replica.as_ref().expect("leads").configuration().clone();
+        let voters = config.voters();
+        let change = match config.learners().first() {
+            Some(learner) => ConfChange::Promote(*learner),
+            None if voters.len() < 3 || voters.len() < 5 && rng.gen_ratio(1, 2) => {
+                if self.machines.len() >= 12 {
+                    return;
+                }
+                ConfChange::AddLearner(self.machines.keys().max().expect("machines") + 1)
+            }
+            None => ConfChange::Remove(voters[rng.gen_range(0..voters.len())]),
+        };
+        let replica =
+            self.machines.get_mut(&leader).and_then(|m| m.replica.as_mut()).expect("leads");
+        match replica.change_membership(change) {
+            Ok(_) => {
+                self.changes += 1;
+                match change {
+                    ConfChange::AddLearner(id) => self.add_machine(id, voters.to_vec()),
+                    ConfChange::Promote(_) => self.promotions += 1,
+                    ConfChange::Remove(_) => {}
+                }
+            }
+            Err(Error::MembershipChange { .. }) => {}
+            Err(e) => self.fail(format!("leader {leader} failed to change membership: {e}")),
+        }
+    }
+
+    /// A new machine `id`, joining: it knows the group's voters and waits for the leader.
+    fn add_machine(&mut self, id: u64, bootstrap: Vec<u64>) {
+        let fs = SimFs::with_seed(self.seed * 16 + id);
+        let replica = match open(&fs, id, &bootstrap, &self.options) {
+            Ok(replica) => replica,
+            Err(e) => self.fail(format!("joining node {id} does not open: {e}")),
+        };
+        let endpoint = SimNetwork::endpoint(&self.network, id);
+        let machine = Machine {
+            fs,
+            replica: Some(replica),
+            endpoint,
+            down_until: 0,
+            commit_seen: 0,
+            verified_through: 0,
+            bootstrap,
+            retired: false,
+        };
+        self.machines.insert(id, machine);
+    }
+
+    /// Retires the nodes a leader's committed configuration excludes: removed ones, and
+    /// joining ones whose addition a new leader's log no longer holds.
+    fn retire(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let replica = self.machines[&leader].replica.as_ref().expect("leads");
+        if replica.configuration_index() > replica.log().commit_index() {
+            return;
+        }
+        let config = replica.configuration().clone();
+        for (id, machine) in self.machines.iter_mut() {
+            if !machine.retired && !config.contains(*id) {
+                machine.retired = true;
+                machine.replica = None;
+                self.network.borrow_mut().isolate(*id);
+                self.removals += 1;
+            }
+        }
+    }
+
     fn crash(&mut self, id: u64, step: u64, rng: &mut StdRng) {
         let machine = self.machines.get_mut(&id).expect("member");
         machine.replica = None;
@@ -231,9 +352,9 @@ impl Sim {
     }
 
     fn restart(&mut self, id: u64) {
-        let (members, options) = (self.members.clone(), self.options.clone());
+        let options = self.options.clone();
         let machine = self.machines.get_mut(&id).expect("member");
-        match open(&machine.fs, id, &members, &options) {
+        match open(&machine.fs, id, &machine.bootstrap, &options) {
             Ok(replica) => {
                 machine.verified_through = machine.verified_through.min(replica.log().last_index());
                 machine.commit_seen = replica.log().commit_index();
@@ -285,12 +406,10 @@ impl Sim {
 
     fn check(&mut self) {
         let ids: Vec<u64> = self.machines.keys().copied().collect();
-        let mut running = 0;
         let mut violations = Vec::new();
         for id in &ids {
             let machine = self.machines.get_mut(id).expect("member");
             let Some(replica) = machine.replica.as_ref() else { continue };
-            running += 1;
             let log = replica.log();
             let commit = log.commit_index();
             if commit < machine.commit_seen {
@@ -331,23 +450,29 @@ impl Sim {
                 }
             }
         }
-        let down = self.members.len() - running;
-        for (index, (term, payload)) in &self.acknowledged {
-            let holders = ids
-                .iter()
-                .filter_map(|id| self.machines[id].replica.as_ref())
-                .filter(|r| {
-                    let log = r.log();
-                    index < &log.first_index()
-                        || log
-                            .entries(*index, index + 1, u64::MAX)
-                            .is_ok_and(|e| e[0].term == *term && e[0].payload == *payload)
-                })
-                .count();
-            if holders + down < self.majority() {
-                violations.push(format!(
-                    "acknowledged entry {index} (term {term}) is on {holders} running nodes only"
-                ));
+        for config in self.deciding() {
+            let voters = config.voters();
+            for (index, (term, payload)) in &self.acknowledged {
+                // Voters holding the entry, or down (they may hold it): every quorum must
+                // meet one.
+                let covered = voters
+                    .iter()
+                    .filter_map(|id| self.machines.get(id).filter(|m| !m.retired))
+                    .filter(|m| {
+                        m.replica.as_ref().is_none_or(|r| {
+                            let log = r.log();
+                            index < &log.first_index()
+                                || log
+                                    .entries(*index, index + 1, u64::MAX)
+                                    .is_ok_and(|e| e[0].term == *term && e[0].payload == *payload)
+                        })
+                    })
+                    .count();
+                if covered + config.quorum() <= voters.len() {
+                    violations.push(format!(
+                        "acknowledged entry {index} (term {term}) is on {covered} of voters {voters:?} only"
+                    ));
+                }
             }
         }
         if let Some(v) = violations.into_iter().next() {
@@ -357,14 +482,15 @@ impl Sim {
 
     fn run(&mut self, steps: u64) {
         let mut rng = StdRng::seed_from_u64(self.seed);
-        let ids = self.members.clone();
         for step in 0..steps {
+            let ids: Vec<u64> =
+                self.machines.iter().filter(|(_, m)| !m.retired).map(|(id, _)| *id).collect();
             if self.leader().is_none() && rng.gen_ratio(1, 3) {
                 let prefer = rng.gen_ratio(3, 4);
                 self.elect(&mut rng, prefer);
             }
             let victim = ids[rng.gen_range(0..ids.len())];
-            let down = self.machines.values().filter(|m| m.replica.is_none()).count();
+            let down = self.machines.values().filter(|m| m.replica.is_none() && !m.retired).count();
             match rng.gen_range(0..100) {
                 0..=39 => self.propose(&mut rng, step),
                 40..=41
@@ -375,6 +501,7 @@ impl Sim {
                 42 => self.network.borrow_mut().isolate(victim),
                 43..=45 => self.network.borrow_mut().heal(victim),
                 46 => self.elect(&mut rng, true),
+                49..=50 => self.change_membership(&mut rng),
                 47..=48 => {
                     if let Some(replica) =
                         self.machines.get_mut(&victim).and_then(|m| m.replica.as_mut())
@@ -393,6 +520,7 @@ impl Sim {
                 }
             }
             self.tick();
+            self.retire();
             self.check();
         }
         self.settle(&mut rng, steps);
@@ -403,7 +531,9 @@ impl Sim {
     /// then apply the same sequence, holding every acknowledged entry.
     fn settle(&mut self, rng: &mut StdRng, steps: u64) {
         self.network.borrow_mut().set_faults(NetworkFaults::default());
-        for id in self.members.clone() {
+        let ids: Vec<u64> =
+            self.machines.iter().filter(|(_, m)| !m.retired).map(|(id, _)| *id).collect();
+        for id in ids {
             self.network.borrow_mut().heal(id);
             if self.machines[&id].replica.is_none() {
                 self.restart(id);
@@ -417,6 +547,7 @@ impl Sim {
                 self.propose(rng, steps + round);
             }
             self.tick();
+            self.retire();
             self.check();
             if round > 50 && self.converged() {
                 return;
@@ -430,12 +561,15 @@ impl Sim {
     /// The leader committed everything it holds, and every node applied it.
     fn converged(&self) -> bool {
         let Some(leader) = self.leader() else { return false };
-        let log = self.machines[&leader].replica.as_ref().expect("leads").log();
+        let replica = self.machines[&leader].replica.as_ref().expect("leads");
+        let log = replica.log();
         let commit = log.commit_index();
         log.last_index() == commit
+            && replica.configuration_index() <= commit
             && self
                 .machines
                 .values()
+                .filter(|m| !m.retired)
                 .all(|m| m.replica.as_ref().is_some_and(|r| r.machine().applied_index == commit))
     }
 }
@@ -453,6 +587,7 @@ fn seeds() -> Vec<u64> {
 fn seeded_clusters_keep_every_safety_property() {
     let started = Instant::now();
     let (mut steps, mut crashes, mut elections, mut acknowledged, mut installs) = (0, 0, 0, 0, 0);
+    let (mut changes, mut removals, mut promotions) = (0, 0, 0);
     for seed in seeds() {
         let mut sim = Sim::new(seed);
         sim.run(120);
@@ -461,16 +596,20 @@ fn seeded_clusters_keep_every_safety_property() {
         elections += sim.elections;
         acknowledged += sim.acknowledged.len();
         installs += u64::from(sim.snapshots_installed > 0);
+        changes += sim.changes;
+        removals += sim.removals;
+        promotions += sim.promotions;
     }
     println!(
         "replication simulation: {} runs, {steps} steps, {crashes} power losses, {elections} elections, \
-         {acknowledged} acknowledged writes, {installs} runs with a snapshot catch-up, in {:.1} s",
+         {acknowledged} acknowledged writes, {installs} runs with a snapshot catch-up, \
+         {changes} membership changes ({promotions} promotions, {removals} nodes retired), in {:.1} s",
         seeds().len(),
         started.elapsed().as_secs_f64()
     );
     if seeds().len() >= 100 {
         assert!(
-            acknowledged > 0 && crashes > 0 && installs > 0,
+            acknowledged > 0 && crashes > 0 && installs > 0 && promotions > 0 && removals > 0,
             "the simulation exercised too little"
         );
     }

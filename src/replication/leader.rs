@@ -7,6 +7,11 @@
 //! 1. Entries are appended only by the leader of `term`, with `term`, at `last_index + 1`.
 //! 2. The commit index moves only to an index a quorum holds durably, whose entry is of the
 //!    current term (Raft §5.4.2); the no-op appended on election makes that possible at once.
+//! 4. The quorum is a majority of the voters of the configuration in effect (the last one the
+//!    leader's log holds, committed or not); learners receive entries but never count. A node
+//!    being removed is still sent entries until its removal commits (so that it learns it),
+//!    then gets a last heartbeat carrying that commit and is dropped. A leader whose removal
+//!    commits stops leading.
 //! 3. At most `in_flight_batches_max` batches are in flight per follower, each at most
 //!    `batch_entries_max` entries and `batch_bytes_max` payload bytes (one larger entry goes
 //!    alone): a slow follower holds a bounded amount of the leader's attention and memory.
@@ -16,7 +21,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::machine::StateMachine;
-use super::message::{Append, AppendReply, AppendStatus, Message, NodeId, PeerStatus};
+use super::membership::{ConfChange, CONFIG_KIND};
+use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, PeerStatus};
 use super::progress::{quorum_index, Progress, ProgressState};
 use super::replica::{conflict_hint, Replica, NOOP_KIND};
 use crate::error::{Error, Result};
@@ -57,28 +63,80 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if term != self.term || self.log.hard_state().vote != self.id {
             return Err(Error::StaleTerm { term, current: self.term });
         }
+        if !self.configuration().is_voter(self.id) || self.is_removed() {
+            return Err(Error::MembershipChange { reason: "only a voter leads" });
+        }
         if self.leader.is_some() {
             return Ok(());
         }
-        let last_index = self.log.last_index();
-        let peers = self
-            .members
-            .iter()
-            .filter(|id| **id != self.id)
-            .map(|id| (*id, Progress::new(last_index, self.now)))
-            .collect();
-        self.leader = Some(LeaderState { peers, ..LeaderState::default() });
+        self.leader = Some(LeaderState::default());
         self.leader_id = self.id;
+        self.sync_peers();
         let noop = self.next_entry(0, Bytes::new(), NOOP_KIND);
         self.log.append(&[noop])?;
         self.unsynced = true;
-        Ok(())
+        self.track_membership()
+    }
+
+    /// Proposes one membership change (format/SPEC.md, "Membership") and returns the index
+    /// of its entry. It takes effect here at once, and on each node when appended there.
+    /// Refused (`Error::MembershipChange`) while the last change is not committed, for a
+    /// change that does not apply to the configuration, and for promoting a learner that does
+    /// not hold the committed log yet.
+    pub fn change_membership(&mut self, change: ConfChange) -> Result<u64> {
+        let Some(leader) = self.leader.as_ref() else {
+            let leader = (self.leader_id != 0).then_some(self.leader_id);
+            return Err(Error::NotLeader { leader });
+        };
+        let commit = self.log.commit_index();
+        if self.membership.current_index() > commit {
+            return Err(Error::MembershipChange { reason: "the last change is not committed" });
+        }
+        let next = self.configuration().apply(change)?;
+        if let ConfChange::Promote(id) = change {
+            if leader.peers.get(&id).is_none_or(|p| p.match_index < commit) {
+                return Err(Error::MembershipChange { reason: "the learner is not caught up" });
+            }
+        }
+        let entry = self.next_entry(0, Bytes::from(next.encode()), CONFIG_KIND);
+        let index = self.log.append(&[entry])?;
+        self.unsynced = true;
+        self.track_membership()?;
+        Ok(index)
+    }
+
+    /// Makes the leader's peers the nodes of the configuration in effect and, while it is not
+    /// committed, of the one before (invariant 4). A dropped peer gets a last heartbeat.
+    pub(super) fn sync_peers(&mut self) {
+        let commit = self.log.commit_index();
+        let mut wanted = self.membership.current().members();
+        if let Some(previous) = self.membership.previous(commit) {
+            wanted.extend(previous.members());
+        }
+        wanted.retain(|id| *id != self.id);
+        let (last_index, now, term) = (self.log.last_index(), self.now, self.term);
+        let Some(leader) = self.leader.as_mut() else { return };
+        let dropped: Vec<NodeId> =
+            leader.peers.keys().filter(|id| !wanted.contains(id)).copied().collect();
+        for id in dropped {
+            leader.peers.remove(&id);
+            leader.offered.remove(&id);
+            let farewell = Message::Heartbeat { term, leader_commit: commit };
+            self.outbox.push(Envelope { from: self.id, to: id, message: farewell });
+        }
+        let Some(leader) = self.leader.as_mut() else { return };
+        for id in wanted {
+            leader.peers.entry(id).or_insert_with(|| Progress::new(last_index, now));
+        }
     }
 
     /// Appends `payloads` as entries of this leader's term and returns the index of the last.
     /// They are sent by `ready` and committed once a quorum holds them. Not leading is
     /// `Error::NotLeader`; too many entries not yet committed is `Error::Busy`.
     pub fn propose(&mut self, payloads: &[Bytes]) -> Result<u64> {
+        if self.is_removed() {
+            return Err(Error::Removed);
+        }
         if self.leader.is_none() {
             let leader = (self.leader_id != 0).then_some(self.leader_id);
             return Err(Error::NotLeader { leader });
@@ -94,6 +152,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             .collect();
         let last = self.log.append(&entries)?;
         self.unsynced = true;
+        self.track_membership()?;
         Ok(last)
     }
 
@@ -245,14 +304,27 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
     }
 
-    /// Commits the highest index a quorum holds durably, if it is of this term.
+    /// Commits the highest index a majority of the voters holds durably, if it is of this
+    /// term (invariant 4); then drops peers and leadership a committed removal ended.
     pub(super) fn advance_commit(&mut self) -> Result<()> {
         let Some(leader) = self.leader.as_ref() else { return Ok(()) };
-        let mut indexes: Vec<u64> = leader.peers.values().map(|p| p.match_index).collect();
-        indexes.push(self.log.durable_index());
+        let config = self.membership.current();
+        let mut indexes: Vec<u64> = config
+            .voters()
+            .iter()
+            .map(|id| match leader.peers.get(id) {
+                _ if *id == self.id => self.log.durable_index(),
+                Some(progress) => progress.match_index,
+                None => 0,
+            })
+            .collect();
         let quorum = quorum_index(&mut indexes);
-        if quorum > self.log.commit_index() {
-            self.log.maybe_commit(quorum, self.term)?;
+        if quorum > self.log.commit_index() && self.log.maybe_commit(quorum, self.term)? {
+            self.sync_peers();
+            if self.is_removed() {
+                self.leader = None;
+                self.leader_id = 0;
+            }
         }
         Ok(())
     }

@@ -25,6 +25,7 @@
 mod appender;
 mod leader;
 mod machine;
+mod membership;
 mod message;
 mod options;
 mod progress;
@@ -37,6 +38,7 @@ pub mod wire;
 
 pub use appender::{Appender, AppenderKind, Outcome};
 pub use machine::{ChecksumMachine, StateMachine};
+pub use membership::{ConfChange, Configuration, CONFIG_KIND, MEMBERS_MAX};
 pub use message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeId,
     NodeStatus, PeerStatus,

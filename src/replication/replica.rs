@@ -11,6 +11,8 @@
 //! 3. A leader counts itself in the quorum with its durable index only.
 //! 4. `leader.is_some()` only in a term this node voted itself for.
 //! 5. The state machine has applied exactly the log's applied index.
+//! 6. The configuration is the last one the log holds (`membership`); it is re-read after
+//!    every change to the log. A node a committed configuration removed serves nothing.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use bytes::Bytes;
 use super::appender::Appender;
 use super::leader::LeaderState;
 use super::machine::StateMachine;
+use super::membership::{Configuration, Tracker};
 use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
 use super::options::ReplicationOptions;
 use crate::entry::Entry;
@@ -36,8 +39,8 @@ const PULL_REQUESTS: usize = 64;
 /// One node of a replicated group; see the module docs.
 pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     pub(super) id: NodeId,
-    /// Every voter, this node included, ascending.
-    pub(super) members: Vec<NodeId>,
+    /// The configurations the log holds; the current one is the last.
+    pub(super) membership: Tracker,
     pub(super) log: Arc<RaftLog<F>>,
     pub(super) snapshots: SnapshotStore<F>,
     pub(super) machine: M,
@@ -66,6 +69,11 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// A node over `log` and `snapshots`, its state machine restored from the latest snapshot
     /// (the log is brought in line with it: a crash may have stopped an install half way).
+    /// `members` are the voters of the group's first configuration (the bootstrap); the
+    /// snapshot's configuration and the log's configuration entries supersede it. A node
+    /// joining an existing group is not among them: it waits, a non-member, for the leader's
+    /// entries or snapshot adding it (give it the group's voters as `members`, so that it
+    /// knows the leader).
     pub fn open(
         id: NodeId,
         members: &[NodeId],
@@ -75,15 +83,16 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         options: ReplicationOptions,
     ) -> Result<Self> {
         options.validate()?;
-        if id == 0 || !members.contains(&id) {
-            return Err(Error::InvalidOptions("a replica's id must be a non-zero member"));
+        if id == 0 {
+            return Err(Error::InvalidOptions("a replica's id must not be 0"));
         }
-        let mut snapshot_index = 0;
+        let mut base = (0, 0, Configuration::new(members, &[])?);
         if let Some(meta) = snapshots.latest()? {
             machine.restore(&snapshots, &meta)?;
             log.follow_snapshot(meta.index, meta.term)?;
-            snapshot_index = meta.index;
+            base = (meta.index, meta.term, Configuration::decode(&meta.configuration)?);
         }
+        let snapshot_index = base.0;
         if log.applied_index() != snapshot_index {
             // The state machine starts at the snapshot; the log must hold what follows it.
             return Err(Error::Compacted {
@@ -91,15 +100,13 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 first_index: log.first_index(),
             });
         }
-        let mut members = members.to_vec();
-        members.sort_unstable();
-        members.dedup();
+        let membership = Tracker::new(id, (base.0, base.1), base.2, &log)?;
         let term = log.hard_state().term;
         let appender =
             Appender::new(options.appender, options.appender_capacity, options.resend_ticks);
         Ok(Replica {
             id,
-            members,
+            membership,
             log: Arc::new(log),
             snapshots,
             machine,
@@ -153,10 +160,42 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.leader_id
     }
 
+    /// The configuration in effect here: the last one this node's log holds.
+    pub fn configuration(&self) -> &Configuration {
+        self.membership.current()
+    }
+
+    /// The configuration before the one in effect, while that one is not committed here (a
+    /// majority of either may still decide).
+    pub fn previous_configuration(&self) -> Option<&Configuration> {
+        self.membership.previous(self.log.commit_index())
+    }
+
+    /// The index of the entry of the configuration in effect (that of the snapshot or the
+    /// bootstrap when the log holds none).
+    pub fn configuration_index(&self) -> u64 {
+        self.membership.current_index()
+    }
+
+    /// Whether a committed configuration removed this node (it then serves nothing).
+    pub fn is_removed(&self) -> bool {
+        self.membership.removed(self.id, self.log.commit_index())
+    }
+
+    /// Re-reads the configurations after a change to the log; a leader adjusts its peers.
+    pub(super) fn track_membership(&mut self) -> Result<()> {
+        self.membership.track(self.id, &self.log)?;
+        self.sync_peers();
+        Ok(())
+    }
+
     /// Votes for `candidate` in `term` if it may (Raft's RequestVote, asked by whoever runs
     /// the election): not behind this node's term, no other vote in it, and the candidate's log
     /// at least as up to date. A higher term is persisted whatever the answer. Durable when it
-    /// returns.
+    /// returns. The candidate need not be a voter of this node's configuration (this node's
+    /// may be behind the candidate's: Raft votes by log alone); whoever runs the election
+    /// counts the votes of the voters of the candidate's configuration. A removed node votes
+    /// for nobody.
     pub fn vote(
         &mut self,
         term: u64,
@@ -164,7 +203,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         last_index: u64,
         last_term: u64,
     ) -> Result<bool> {
-        if term < self.term || !self.members.contains(&candidate) {
+        if term < self.term || self.is_removed() {
             return Ok(false);
         }
         if term > self.term {
@@ -191,9 +230,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     /// Handles a message from node `from`. Clients' and operators' messages are the server's
-    /// (`Error::BadMessage` here); a non-member's are ignored.
+    /// (`Error::BadMessage` here). A leader's messages are taken from any node (by term, as
+    /// Raft does: this node's configuration may be behind the leader's); replies count only
+    /// from the leader's peers. A removed node ignores everything.
     pub fn step(&mut self, from: NodeId, message: Message) -> Result<()> {
-        if from == self.id || !self.members.contains(&from) {
+        if from == self.id || from == 0 || self.is_removed() {
             return Ok(());
         }
         let (term, from_leader) = match &message {
@@ -251,6 +292,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
 
     fn on_append(&mut self, from: NodeId, append: Append) -> Result<()> {
         let outcomes = self.appender.append(&self.log, append, self.now)?;
+        self.track_membership()?;
         for outcome in outcomes {
             if outcome.status == AppendStatus::Mismatch {
                 self.refuse(from, outcome.match_index, outcome.prev_term)?;
@@ -328,6 +370,8 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Ok(());
         }
         let meta = receiver.install_with_log(&*self.log)?;
+        let config = Configuration::decode(&meta.configuration)?;
+        self.membership.rebase(self.id, (meta.index, meta.term), config, &self.log)?;
         self.machine.restore(&self.snapshots, &meta)?;
         self.receiving = None;
         self.appender.reset();
@@ -355,6 +399,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// timeouts on a follower.
     pub fn tick(&mut self) -> Result<()> {
         self.now += 1;
+        if self.is_removed() {
+            return Ok(());
+        }
         if self.leader.is_some() {
             return self.leader_tick();
         }
@@ -410,10 +457,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Ok(None);
         }
         let term = self.log.term(applied)?;
-        let configuration: Vec<u8> = self.members.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let configuration = self.membership.at(applied).encode();
         let mut writer = self.snapshots.begin(applied, term, &configuration)?;
         self.machine.snapshot(&mut writer)?;
         let meta = writer.finish()?;
+        self.membership.fold_through(applied);
         self.log.compact(applied.saturating_sub(self.options.compaction_lag_entries))?;
         self.snapshots.keep_latest(2)?;
         Ok(Some(meta))
