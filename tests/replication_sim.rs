@@ -7,9 +7,9 @@
 //! node, or a joining one whose addition was lost, is retired. After every step it checks:
 //! - Log Matching: the same (index, term) means the same payload and the same previous term,
 //!   so the same prefix;
-//! - no acknowledged entry is lost or changed: every quorum of the voters of the configuration
-//!   in effect (and of the one before, while the change is not committed) holds it or has a
-//!   node down;
+//! - Leader Completeness: no node lacking an acknowledged entry could win an election (the
+//!   voters of its configuration whose logs are not more up to date than its own are fewer
+//!   than a quorum);
 //! - no node's commit index goes back while it runs;
 //! - the sequences nodes applied are prefixes of each other (their chained checksums agree at
 //!   every index two of them reached).
@@ -158,24 +158,10 @@ impl Sim {
         self.machines.iter().filter_map(|(id, m)| m.replica.as_ref().map(|r| (*id, r)))
     }
 
-    /// The configurations that can still decide: the newest any running node holds, and the
-    /// one before it while no running node has it committed.
-    fn deciding(&self) -> Vec<Configuration> {
-        let newest =
-            self.running().max_by_key(|(_, r)| (r.configuration_index(), r.log().commit_index()));
-        let Some((_, newest)) = newest else { return Vec::new() };
-        let index = newest.configuration_index();
-        let committed = self.running().any(|(_, r)| r.log().commit_index() >= index);
-        let mut configs = vec![newest.configuration().clone()];
-        if !committed {
-            configs.extend(newest.previous_configuration().cloned());
-        }
-        configs
-    }
-
-    /// Votes a decision needs now: a majority of the newest configuration's voters.
+    /// Votes a decision needs now, at most: a majority of the largest voter set a running
+    /// node holds.
     fn majority(&self) -> usize {
-        self.deciding().first().map_or(self.members.len() / 2 + 1, Configuration::quorum)
+        self.running().map(|(_, r)| r.configuration().quorum()).max().unwrap_or(1)
     }
 
     fn leader(&self) -> Option<u64> {
@@ -450,29 +436,37 @@ impl Sim {
                 }
             }
         }
-        for config in self.deciding() {
-            let voters = config.voters();
-            for (index, (term, payload)) in &self.acknowledged {
-                // Voters holding the entry, or down (they may hold it): every quorum must
-                // meet one.
-                let covered = voters
-                    .iter()
-                    .filter_map(|id| self.machines.get(id).filter(|m| !m.retired))
-                    .filter(|m| {
-                        m.replica.as_ref().is_none_or(|r| {
-                            let log = r.log();
-                            index < &log.first_index()
-                                || log
-                                    .entries(*index, index + 1, u64::MAX)
-                                    .is_ok_and(|e| e[0].term == *term && e[0].payload == *payload)
-                        })
-                    })
-                    .count();
-                if covered + config.quorum() <= voters.len() {
-                    violations.push(format!(
-                        "acknowledged entry {index} (term {term}) is on {covered} of voters {voters:?} only"
-                    ));
-                }
+        // Leader Completeness: no running node lacking an acknowledged entry can win an
+        // election, i.e. the voters of its configuration whose logs are not more up to date
+        // than its own (those that would grant it a vote) are fewer than a quorum. Down and
+        // retired nodes are taken as refusing.
+        let logs: BTreeMap<u64, (u64, u64)> = self
+            .running()
+            .filter(|(_, r)| !r.is_removed())
+            .map(|(id, r)| (id, (r.log().last_term(), r.log().last_index())))
+            .collect();
+        for (id, candidate) in self.running() {
+            if candidate.is_removed() || !candidate.configuration().is_voter(id) {
+                continue;
+            }
+            let log = candidate.log();
+            let lacking = self.acknowledged.iter().find(|(index, (term, payload))| {
+                **index >= log.first_index()
+                    && !log
+                        .entries(**index, *index + 1, u64::MAX)
+                        .is_ok_and(|e| e[0].term == *term && e[0].payload == *payload)
+            });
+            let Some((index, (term, _))) = lacking else { continue };
+            let own = logs[&id];
+            let config = candidate.configuration();
+            let grants =
+                config.voters().iter().filter(|v| logs.get(v).is_some_and(|l| *l <= own)).count();
+            if grants >= config.quorum() {
+                violations.push(format!(
+                    "node {id} lacks acknowledged entry {index} (term {term}) and could win: \
+                     {grants} of voters {:?} would vote for it",
+                    config.voters()
+                ));
             }
         }
         if let Some(v) = violations.into_iter().next() {
