@@ -26,8 +26,7 @@ use bytes::Bytes;
 use raftlog::fs::SimFs;
 use raftlog::replication::sim::{NetworkFaults, SimEndpoint, SimNetwork};
 use raftlog::replication::{
-    AppenderKind, ChecksumMachine, ConfChange, Configuration, Envelope, Replica,
-    ReplicationOptions, Transport,
+    AppenderKind, ChecksumMachine, ConfChange, Envelope, Replica, ReplicationOptions, Transport,
 };
 use raftlog::{Error, LogStore, Options, RaftLog, SnapshotOptions, SnapshotStore};
 use rand::rngs::StdRng;
@@ -53,7 +52,6 @@ struct Machine {
 
 struct Sim {
     seed: u64,
-    members: Vec<u64>,
     machines: BTreeMap<u64, Machine>,
     network: Rc<RefCell<SimNetwork>>,
     options: ReplicationOptions,
@@ -130,7 +128,6 @@ impl Sim {
         }
         Sim {
             seed,
-            members,
             machines,
             network,
             options,

@@ -11,7 +11,7 @@
 //!    leader's log holds, committed or not); learners receive entries but never count. A node
 //!    being removed is still sent entries until its removal commits (so that it learns it),
 //!    then gets a last heartbeat carrying that commit and is dropped. A leader whose removal
-//!    commits stops leading.
+//!    commits sends every peer such a heartbeat and stops leading.
 //! 3. At most `in_flight_batches_max` batches are in flight per follower, each at most
 //!    `batch_entries_max` entries and `batch_bytes_max` payload bytes (one larger entry goes
 //!    alone): a slow follower holds a bounded amount of the leader's attention and memory.
@@ -322,7 +322,13 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if quorum > self.log.commit_index() && self.log.maybe_commit(quorum, self.term)? {
             self.sync_peers();
             if self.is_removed() {
-                self.leader = None;
+                // A last heartbeat carries the commit of the removal to those who remain.
+                let commit = self.log.commit_index();
+                let peers = self.leader.take().map(|l| l.peers).unwrap_or_default();
+                for id in peers.into_keys() {
+                    let farewell = Message::Heartbeat { term: self.term, leader_commit: commit };
+                    self.outbox.push(self.envelope(id, farewell));
+                }
                 self.leader_id = 0;
             }
         }

@@ -33,6 +33,7 @@ mod replica;
 mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod slots;
 pub mod tcp;
 pub mod wire;
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use super::appender::Appender;
 use super::leader::LeaderState;
 use super::machine::StateMachine;
-use super::membership::{Configuration, Tracker};
+use super::membership::{Configuration, Tracker, CONFIG_KIND};
 use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
 use super::options::ReplicationOptions;
 use crate::entry::Entry;
@@ -291,6 +291,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     fn on_append(&mut self, from: NodeId, append: Append) -> Result<()> {
+        // A configuration the log would hold must decode: checked before anything is appended.
+        for entry in append.entries.iter().filter(|e| e.kind == CONFIG_KIND) {
+            Configuration::decode(&entry.payload)?;
+        }
         let outcomes = self.appender.append(&self.log, append, self.now)?;
         self.track_membership()?;
         for outcome in outcomes {
