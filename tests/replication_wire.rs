@@ -7,8 +7,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use raftlog::replication::wire::{decode, encode, frame_len};
 use raftlog::replication::{
-    Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeStatus,
-    PeerStatus,
+    Append, AppendReply, AppendStatus, ClientOutcome, ConfChange, ControlOp, Envelope, Message,
+    NodeStatus, PeerStatus,
 };
 use raftlog::snapshot::ChunkRequest;
 use raftlog::{Entry, Error};
@@ -102,7 +102,7 @@ fn message() -> impl Strategy<Value = Message> {
             index: f[1],
             leader: f[2],
         }),
-        (any::<[u64; 5]>(), 0u8..5).prop_map(|(f, op)| Message::Control {
+        (any::<[u64; 5]>(), 0u8..8).prop_map(|(f, op)| Message::Control {
             request_id: f[0],
             op: match op {
                 0 => ControlOp::Status,
@@ -114,7 +114,10 @@ fn message() -> impl Strategy<Value = Message> {
                 },
                 2 => ControlOp::BecomeLeader { term: f[1] },
                 3 => ControlOp::Snapshot,
-                _ => ControlOp::Shutdown,
+                4 => ControlOp::Shutdown,
+                5 => ControlOp::ChangeMembership(ConfChange::AddLearner(f[1])),
+                6 => ControlOp::ChangeMembership(ConfChange::Promote(f[1])),
+                _ => ControlOp::ChangeMembership(ConfChange::Remove(f[1])),
             },
         }),
         (any::<u64>(), any::<bool>(), "[ -~]{0,40}", node_status()).prop_map(
@@ -302,6 +305,17 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                 Message::Control {
                     request_id: 7,
                     op: ControlOp::Vote { term: 4, candidate: 2, last_index: 9, last_term: 3 },
+                },
+            ),
+        ),
+        (
+            "control_change_membership",
+            envelope(
+                0,
+                1,
+                Message::Control {
+                    request_id: 8,
+                    op: ControlOp::ChangeMembership(ConfChange::AddLearner(4)),
                 },
             ),
         ),

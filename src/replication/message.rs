@@ -10,6 +10,8 @@
 
 use bytes::Bytes;
 
+use super::membership::ConfChange;
+
 use crate::entry::Entry;
 
 /// A node's identity within its group. 0 means "nobody".
@@ -198,6 +200,8 @@ pub enum ControlOp {
     Snapshot,
     /// Close the store and exit.
     Shutdown,
+    /// Propose a membership change (leader only; see `Replica::change_membership`).
+    ChangeMembership(ConfChange),
 }
 
 /// A node's state, as `Replica::status` reports it.

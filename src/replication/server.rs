@@ -151,10 +151,18 @@ impl<F: FileSystem, M: StateMachine<F>, T: Transport> Server<F, M, T> {
             }
             ControlOp::BecomeLeader { term } => self.replica.become_leader(term).map(|()| true),
             ControlOp::Snapshot => self.replica.snapshot().map(|_| true),
+            ControlOp::ChangeMembership(change) => {
+                self.replica.change_membership(change).map(|_| true)
+            }
         };
         let (ok, error) = match done {
             Ok(ok) => (ok, String::new()),
-            Err(e @ (Error::StaleTerm { .. } | Error::NotLeader { .. })) => (false, e.to_string()),
+            Err(
+                e @ (Error::StaleTerm { .. }
+                | Error::NotLeader { .. }
+                | Error::MembershipChange { .. }
+                | Error::Removed),
+            ) => (false, e.to_string()),
             Err(e) => return Err(e),
         };
         Ok(Message::ControlReply { request_id, ok, error, status: self.replica.status()? })

@@ -10,6 +10,7 @@
 
 use bytes::{BufMut, Bytes};
 
+use super::membership::ConfChange;
 use super::message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeStatus,
     PeerStatus,
@@ -174,6 +175,15 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
                 }
                 ControlOp::Snapshot => out.put_u8(3),
                 ControlOp::Shutdown => out.put_u8(4),
+                ControlOp::ChangeMembership(change) => {
+                    let (code, node) = match change {
+                        ConfChange::AddLearner(node) => (5, node),
+                        ConfChange::Promote(node) => (6, node),
+                        ConfChange::Remove(node) => (7, node),
+                    };
+                    out.put_u8(code);
+                    out.put_u64_le(*node);
+                }
             }
         }
         Message::ControlReply { request_id, ok, error, status } => {
@@ -382,6 +392,9 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
                 2 => ControlOp::BecomeLeader { term: r.u64()? },
                 3 => ControlOp::Snapshot,
                 4 => ControlOp::Shutdown,
+                5 => ControlOp::ChangeMembership(ConfChange::AddLearner(r.u64()?)),
+                6 => ControlOp::ChangeMembership(ConfChange::Promote(r.u64()?)),
+                7 => ControlOp::ChangeMembership(ConfChange::Remove(r.u64()?)),
                 _ => return Err(bad("control operation")),
             };
             Message::Control { request_id, op }
