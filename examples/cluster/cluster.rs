@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftlog::replication::tcp::Connection;
-use raftlog::replication::{ClientOutcome, ControlOp, Envelope, Message, NodeId, NodeStatus};
+use raftlog::replication::{
+    ClientOutcome, ConfChange, ControlOp, Envelope, Message, NodeId, NodeStatus,
+};
 
 use crate::node::NodeConfig;
 
@@ -27,6 +29,9 @@ pub struct Node {
 
 pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
+    /// The configuration as the driver changed it (the leader's log holds the same).
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
     next_request: u64,
 }
 
@@ -38,9 +43,12 @@ fn free_addrs(count: usize) -> Result<Vec<SocketAddr>, Error> {
 }
 
 impl Cluster {
-    pub fn start(count: u64, root: &Path, no_sync: bool) -> Result<Self, Error> {
-        let addrs = free_addrs(count as usize)?;
-        let all: BTreeMap<NodeId, SocketAddr> = (1..=count).zip(addrs).collect();
+    /// Starts nodes `1..=count`, the group's voters; `spares` more get addresses every node
+    /// knows, to join later (`--add-node`).
+    pub fn start(count: u64, spares: u64, root: &Path, no_sync: bool) -> Result<Self, Error> {
+        let addrs = free_addrs((count + spares) as usize)?;
+        let all: BTreeMap<NodeId, SocketAddr> = (1..=count + spares).zip(addrs).collect();
+        let voters: Vec<NodeId> = (1..=count).collect();
         let mut nodes = BTreeMap::new();
         for (id, listen) in &all {
             let dir = root.join(format!("node-{id}"));
@@ -48,13 +56,14 @@ impl Cluster {
                 id: *id,
                 listen: *listen,
                 peers: all.iter().filter(|(p, _)| *p != id).map(|(p, a)| (*p, *a)).collect(),
+                members: voters.clone(),
                 log_dir: dir.join("log"),
                 snapshot_dir: dir.join("snapshots"),
                 no_sync,
             };
             nodes.insert(*id, Node { config, process: None });
         }
-        let mut cluster = Cluster { nodes, next_request: 1 };
+        let mut cluster = Cluster { nodes, voters, learners: Vec::new(), next_request: 1 };
         for id in 1..=count {
             cluster.spawn(id)?;
         }
@@ -122,7 +131,7 @@ impl Cluster {
     /// Runs an election for `candidate` in a term above every running node's: it leads once
     /// a majority voted for it. Returns the term.
     pub fn elect(&mut self, candidate: NodeId) -> Result<u64, Error> {
-        let majority = self.nodes.len() / 2 + 1;
+        let majority = self.voters.len() / 2 + 1;
         for _attempt in 0..20 {
             let mut term = 0;
             for id in self.up() {
@@ -137,8 +146,10 @@ impl Cluster {
                 last_term: me.last_term,
             };
             let mut granted = 0;
-            for id in std::iter::once(candidate)
-                .chain(self.up().into_iter().filter(|id| *id != candidate))
+            let voters: Vec<NodeId> =
+                self.up().into_iter().filter(|id| self.voters.contains(id)).collect();
+            for id in
+                std::iter::once(candidate).chain(voters.into_iter().filter(|id| *id != candidate))
             {
                 if self.control(id, vote.clone())?.0 {
                     granted += 1;
@@ -176,23 +187,74 @@ impl Cluster {
     /// Asks every running node to stop, and waits for their processes.
     pub fn shutdown(&mut self) -> Result<(), Error> {
         for id in self.up() {
-            self.control(id, ControlOp::Shutdown)?;
-            let node = self.nodes.get_mut(&id).expect("up");
-            if let Some(mut child) = node.process.take() {
-                let status = child.wait()?;
-                if !status.success() {
-                    return Err(format!("node {id} exited with {status}").into());
-                }
+            self.stop(id)?;
+        }
+        Ok(())
+    }
+
+    /// The directories of the members of the configuration (voters and learners).
+    pub fn dirs(&self) -> Vec<(NodeId, PathBuf, PathBuf)> {
+        self.nodes
+            .iter()
+            .filter(|(id, _)| self.voters.contains(id) || self.learners.contains(id))
+            .map(|(id, n)| (*id, n.config.log_dir.clone(), n.config.snapshot_dir.clone()))
+            .collect()
+    }
+
+    /// A node with an address that is not a member: one to add.
+    pub fn spare(&self) -> Option<NodeId> {
+        self.nodes.keys().copied().find(|id| {
+            !self.voters.contains(id)
+                && !self.learners.contains(id)
+                && self.nodes[id].process.is_none()
+        })
+    }
+
+    /// Proposes `change` on `leader` until it is accepted (a previous change may still be
+    /// committing, a learner still catching up), then waits until the leader committed it.
+    pub fn change_membership(&mut self, leader: NodeId, change: ConfChange) -> Result<(), Error> {
+        let started = Instant::now();
+        let index = loop {
+            let (ok, status) = self.control(leader, ControlOp::ChangeMembership(change))?;
+            if ok {
+                break status.last_index;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(format!("{change:?} was refused for two minutes").into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        while self.status(leader)?.commit_index < index {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(format!("{change:?} did not commit").into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match change {
+            ConfChange::AddLearner(id) => self.learners.push(id),
+            ConfChange::Promote(id) => {
+                self.learners.retain(|l| *l != id);
+                self.voters.push(id);
+            }
+            ConfChange::Remove(id) => {
+                self.voters.retain(|v| *v != id);
+                self.learners.retain(|l| *l != id);
             }
         }
         Ok(())
     }
 
-    pub fn dirs(&self) -> Vec<(NodeId, PathBuf, PathBuf)> {
-        self.nodes
-            .iter()
-            .map(|(id, n)| (*id, n.config.log_dir.clone(), n.config.snapshot_dir.clone()))
-            .collect()
+    /// Stops a node (at the end, or once removed from the group) and waits for its process.
+    pub fn stop(&mut self, id: NodeId) -> Result<(), Error> {
+        self.control(id, ControlOp::Shutdown)?;
+        let node = self.nodes.get_mut(&id).ok_or("no such node")?;
+        if let Some(mut child) = node.process.take() {
+            let status = child.wait()?;
+            if !status.success() {
+                return Err(format!("node {id} exited with {status}").into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,12 +5,14 @@
 //! followers with SIGKILL and restarts them (they print their recovery report and catch up
 //! from the log, or, after a snapshot compacted the leader's log past them, by snapshot and
 //! then the log), and moves leadership to an up-to-date follower through an election it runs.
-//! At the end it stops every node, reopens every log and checks that all nodes hold the same
-//! entries through the last acknowledged index.
+//! With `--add-node`, a new node joins mid-run as a learner, catches up (by snapshot, then the
+//! log, when the leader compacted) and is promoted to voter; with `--remove-node`, a follower
+//! is removed from the group and stopped. At the end it stops every node, reopens the log of
+//! every member and checks that all hold the same entries through the last acknowledged index.
 //!
 //! `cargo run --release --example cluster -- [--nodes N] [--entries N] [--payload BYTES]
-//! [--kills N] [--snapshot-every N] [--leader-changes N] [--dir DIR] [--json] [--no-sync]
-//! [--window N]`
+//! [--kills N] [--snapshot-every N] [--leader-changes N] [--add-node] [--remove-node]
+//! [--dir DIR] [--json] [--no-sync] [--window N]`
 
 mod cluster;
 mod node;
@@ -20,7 +22,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cluster::{Client, Cluster};
-use raftlog::replication::{ControlOp, NodeId};
+use raftlog::replication::{ConfChange, ControlOp, NodeId};
 use raftlog::{LogStore, Options};
 
 type Error = Box<dyn std::error::Error>;
@@ -32,6 +34,8 @@ struct Args {
     kills: u64,
     snapshot_every: u64,
     leader_changes: u64,
+    add_node: bool,
+    remove_node: bool,
     dir: Option<String>,
     json: bool,
     no_sync: bool,
@@ -46,6 +50,8 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
         kills: 2,
         snapshot_every: 5_000,
         leader_changes: 1,
+        add_node: false,
+        remove_node: false,
         dir: None,
         json: false,
         no_sync: false,
@@ -70,6 +76,8 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
             "--dir" => parsed.dir = Some(value()?),
             "--window" => parsed.window = value()?.parse()?,
             "--json" => parsed.json = true,
+            "--add-node" => parsed.add_node = true,
+            "--remove-node" => parsed.remove_node = true,
             "--no-sync" => parsed.no_sync = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -83,6 +91,9 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
     if parsed.leader_changes > 0 && parsed.nodes < 2 {
         return Err("--leader-changes needs at least 2 nodes".into());
     }
+    if parsed.remove_node && parsed.nodes < 2 {
+        return Err("--remove-node needs at least 2 nodes (it removes a follower)".into());
+    }
     Ok(parsed)
 }
 
@@ -95,6 +106,45 @@ fn main() -> Result<(), Error> {
     let temporary = tempfile::tempdir()?;
     let root = args.dir.as_ref().map_or(temporary.path().to_path_buf(), Into::into);
     run(&args, &root)
+}
+
+/// What the driver does between writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Kill,
+    LeaderChange,
+    AddNode,
+    RemoveNode,
+}
+
+/// The events of a run, in order: kills and leader changes alternating (kills first), a node
+/// added after the first of them, a node removed last.
+fn events(args: &Args) -> Vec<Event> {
+    let (mut kills, mut changes) = (0, 0);
+    let mut events = Vec::new();
+    for event in 0..args.kills + args.leader_changes {
+        if kills < args.kills && (changes >= args.leader_changes || event % 2 == 0) {
+            events.push(Event::Kill);
+            kills += 1;
+        } else {
+            events.push(Event::LeaderChange);
+            changes += 1;
+        }
+    }
+    if args.add_node {
+        events.insert(events.len().min(1), Event::AddNode);
+    }
+    if args.remove_node {
+        events.push(Event::RemoveNode);
+    }
+    events
+}
+
+/// One membership change the driver made.
+struct MembershipChange {
+    change: &'static str,
+    node: NodeId,
+    seconds: f64,
 }
 
 /// One catch-up of a restarted follower.
@@ -115,6 +165,7 @@ struct Run<'a> {
     /// Periodic snapshots wait while a follower is down for a catch-up from the log.
     snapshots_paused: bool,
     catch_ups: Vec<CatchUp>,
+    membership_changes: Vec<MembershipChange>,
 }
 
 impl Run<'_> {
@@ -191,6 +242,49 @@ impl Run<'_> {
         Ok(status.peers.iter().find(|p| p.id == follower).map_or(0, |p| p.snapshots_sent))
     }
 
+    /// Starts a spare node, adds it as a learner, waits for it to catch up (by snapshot then
+    /// the log when the leader compacted past it), and promotes it to voter.
+    fn add_node(&mut self) -> Result<(), Error> {
+        let id = self.cluster.spare().ok_or("no spare node to add")?;
+        println!("starting node {id}, to join the group:");
+        self.cluster.spawn(id)?;
+        let started = Instant::now();
+        self.cluster.change_membership(self.leader, ConfChange::AddLearner(id))?;
+        let target = self.cluster.status(self.leader)?.last_index;
+        let snapshots = self.cluster.wait_caught_up(self.leader, id, target)?;
+        let caught_up = started.elapsed().as_secs_f64();
+        self.membership_changes.push(MembershipChange {
+            change: "add_learner",
+            node: id,
+            seconds: caught_up,
+        });
+        let from = if snapshots > 0 { "a snapshot, then the log" } else { "the log" };
+        println!(
+            "node {id} joined as a learner and caught up from {from}: {target} entries in {caught_up:.3} s"
+        );
+        let started = Instant::now();
+        self.cluster.change_membership(self.leader, ConfChange::Promote(id))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.membership_changes.push(MembershipChange { change: "promote", node: id, seconds });
+        println!("node {id} promoted to voter ({seconds:.3} s); voters {:?}", self.cluster.voters);
+        Ok(())
+    }
+
+    /// Removes a follower from the group and stops it once the removal is committed.
+    fn remove_node(&mut self) -> Result<(), Error> {
+        let victim = self.follower(0);
+        let started = Instant::now();
+        self.cluster.change_membership(self.leader, ConfChange::Remove(victim))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.cluster.stop(victim)?;
+        self.membership_changes.push(MembershipChange { change: "remove", node: victim, seconds });
+        println!(
+            "node {victim} removed from the group ({seconds:.3} s) and stopped; voters {:?}",
+            self.cluster.voters
+        );
+        Ok(())
+    }
+
     /// Moves leadership to an up-to-date follower.
     fn change_leader(&mut self, turn: u64) -> Result<(), Error> {
         let next = self.follower(turn);
@@ -216,7 +310,7 @@ fn run(args: &Args, root: &Path) -> Result<(), Error> {
         if args.no_sync { "off" } else { "on" },
         root.display()
     );
-    let mut cluster = Cluster::start(args.nodes, root, args.no_sync)?;
+    let mut cluster = Cluster::start(args.nodes, u64::from(args.add_node), root, args.no_sync)?;
     let term = cluster.elect(1)?;
     println!("node 1 leads term {term}");
     let client = Client::connect(&cluster, 1, args.window, args.payload)?;
@@ -229,21 +323,26 @@ fn run(args: &Args, root: &Path) -> Result<(), Error> {
         snapshots: 0,
         snapshots_paused: false,
         catch_ups: Vec::new(),
+        membership_changes: Vec::new(),
     };
-    let events = args.kills + args.leader_changes;
-    let segment = args.entries / (events + 1).max(1);
+    let events = events(args);
+    let segment = args.entries / (events.len() as u64 + 1);
     let (mut kills, mut changes) = (0, 0);
-    for event in 0..events {
-        run.write_to(segment * (event + 1) - segment / 2)?;
-        let kill_turn = kills < args.kills && (changes >= args.leader_changes || event % 2 == 0);
-        if kill_turn {
-            // Every second kill is caught up by snapshot (when snapshots are on).
-            let by_snapshot = args.snapshot_every > 0 && kills % 2 == 1;
-            run.kill_and_restart(kills, (segment / 2).max(1), by_snapshot)?;
-            kills += 1;
-        } else {
-            run.change_leader(changes)?;
-            changes += 1;
+    for (k, event) in (0u64..).zip(&events) {
+        run.write_to(segment * (k + 1) - segment / 2)?;
+        match event {
+            Event::Kill => {
+                // Every second kill is caught up by snapshot (when snapshots are on).
+                let by_snapshot = args.snapshot_every > 0 && kills % 2 == 1;
+                run.kill_and_restart(kills, (segment / 2).max(1), by_snapshot)?;
+                kills += 1;
+            }
+            Event::LeaderChange => {
+                run.change_leader(changes)?;
+                changes += 1;
+            }
+            Event::AddNode => run.add_node()?,
+            Event::RemoveNode => run.remove_node()?,
         }
     }
     run.write_to(args.entries)?;
@@ -313,6 +412,19 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
             )
         })
         .collect();
+    let membership_changes: Vec<String> = run
+        .membership_changes
+        .iter()
+        .map(|c| {
+            format!(r#"{{"change":"{}","node":{},"seconds":{:.6}}}"#, c.change, c.node, c.seconds)
+        })
+        .collect();
+    let ids = |ids: &[NodeId]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let members = format!(
+        r#"{{"voters":[{}],"learners":[{}]}}"#,
+        ids(&run.cluster.voters),
+        ids(&run.cluster.learners)
+    );
     let node_dirs: Vec<String> = dirs
         .iter()
         .map(|(id, log, snap)| {
@@ -324,7 +436,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         })
         .collect();
     Ok(format!(
-        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
+        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"members":{members},"membership_changes":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
         args.nodes,
         args.entries,
         args.payload,
@@ -335,6 +447,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         !args.no_sync,
         catch_ups.join(","),
         followers.join(","),
+        membership_changes.join(","),
         node_dirs.join(",")
     ))
 }

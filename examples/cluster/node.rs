@@ -16,6 +16,8 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub listen: SocketAddr,
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The group's first voters (a joining node is not among them).
+    pub members: Vec<NodeId>,
     pub log_dir: PathBuf,
     pub snapshot_dir: PathBuf,
     /// fsync off: the benchmark's "cost of durability" baseline.
@@ -26,11 +28,13 @@ impl NodeConfig {
     pub fn to_args(&self) -> Vec<String> {
         let peers: Vec<String> =
             self.peers.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
+        let members: Vec<String> = self.members.iter().map(ToString::to_string).collect();
         let mut args = vec![
             "--serve".to_string(),
             format!("--id={}", self.id),
             format!("--listen={}", self.listen),
             format!("--peers={}", peers.join(",")),
+            format!("--members={}", members.join(",")),
             format!("--log-dir={}", self.log_dir.display()),
             format!("--snapshot-dir={}", self.snapshot_dir.display()),
         ];
@@ -52,10 +56,15 @@ impl NodeConfig {
             let (id, addr) = peer.split_once('=').ok_or(format!("bad peer {peer}"))?;
             peers.insert(id.parse().map_err(|e| format!("{id}: {e}"))?, parse_addr(addr)?);
         }
+        let members = value("members")?
+            .split(',')
+            .map(|m| m.parse().map_err(|e| format!("--members {m}: {e}")))
+            .collect::<Result<_, _>>()?;
         Ok(NodeConfig {
             id: value("id")?.parse().map_err(|e| format!("--id: {e}"))?,
             listen: parse_addr(&value("listen")?)?,
             peers,
+            members,
             log_dir: value("log-dir")?.into(),
             snapshot_dir: value("snapshot-dir")?.into(),
             no_sync: args.iter().any(|a| a == "--no-sync"),
@@ -73,11 +82,9 @@ pub fn serve(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let report = store.recovery_report().clone();
     let log = RaftLog::new(store)?;
     let snapshots = SnapshotStore::open(&config.snapshot_dir)?;
-    let mut members: Vec<NodeId> = config.peers.keys().copied().collect();
-    members.push(config.id);
     let replica = Replica::open(
         config.id,
-        &members,
+        &config.members,
         log,
         snapshots,
         ChecksumMachine::default(),
