@@ -2,7 +2,8 @@
 //! its own `SimFs`, over a seeded `SimNetwork` that drops, duplicates, delays (reorders) and
 //! partitions; power losses and restarts; leader changes through elections this test runs
 //! (it plays the election oracle with `Replica::vote`); snapshots with compaction, so that
-//! followers catch up by snapshot; membership changes, one at a time: a new node joins as a
+//! followers catch up by snapshot; relay fan-out in a third of the runs (one or two relays);
+//! membership changes, one at a time: a new node joins as a
 //! learner, is promoted once caught up, and voters (the leader too) are removed; a removed
 //! node, or a joining one whose addition was lost, is retired. After every step it checks:
 //! - Log Matching: the same (index, term) means the same payload and the same previous term,
@@ -26,7 +27,8 @@ use bytes::Bytes;
 use raftlog::fs::SimFs;
 use raftlog::replication::sim::{NetworkFaults, SimEndpoint, SimNetwork};
 use raftlog::replication::{
-    AppenderKind, ChecksumMachine, ConfChange, Envelope, Replica, ReplicationOptions, Transport,
+    AppenderKind, ChecksumMachine, ConfChange, Envelope, Message, Replica, ReplicationOptions,
+    Transport,
 };
 use raftlog::{Error, LogStore, Options, RaftLog, SnapshotOptions, SnapshotStore};
 use rand::rngs::StdRng;
@@ -72,6 +74,8 @@ struct Sim {
     removals: u64,
     /// Nodes that joined and were promoted to voter.
     promotions: u64,
+    /// Batches a leader sent through a relay.
+    relays: u64,
 }
 
 fn open(
@@ -108,7 +112,8 @@ impl Sim {
             .batch_entries_max(8)
             .in_flight_batches_max(4)
             .resend_ticks(8)
-            .compaction_lag_entries(seed % 3 * 4);
+            .compaction_lag_entries(seed % 3 * 4)
+            .first_level_size(if seed % 3 == 0 { 1 + seed as usize % 5 / 3 } else { 0 });
         let mut machines = BTreeMap::new();
         for id in members.iter().copied() {
             let fs = SimFs::with_seed(seed * 16 + id);
@@ -141,6 +146,7 @@ impl Sim {
             changes: 0,
             removals: 0,
             promotions: 0,
+            relays: 0,
         }
     }
 
@@ -361,9 +367,13 @@ impl Sim {
                 outcome = outcome.and_then(|()| replica.step(from, message));
             }
             let endpoint = &mut machine.endpoint;
-            let outcome = outcome
-                .and_then(|()| replica.tick())
-                .and_then(|()| replica.ready(&mut |envelope| endpoint.send(envelope)));
+            let relays = &mut self.relays;
+            let outcome = outcome.and_then(|()| replica.tick()).and_then(|()| {
+                replica.ready(&mut |envelope| {
+                    *relays += u64::from(matches!(envelope.message, Message::Relay { .. }));
+                    endpoint.send(envelope);
+                })
+            });
             if let Err(e) = outcome {
                 self.fail(format!("node {id}: {e} ({e:?})"));
             }
@@ -578,7 +588,7 @@ fn seeds() -> Vec<u64> {
 fn seeded_clusters_keep_every_safety_property() {
     let started = Instant::now();
     let (mut steps, mut crashes, mut elections, mut acknowledged, mut installs) = (0, 0, 0, 0, 0);
-    let (mut changes, mut removals, mut promotions) = (0, 0, 0);
+    let (mut changes, mut removals, mut promotions, mut relays) = (0, 0, 0, 0);
     for seed in seeds() {
         let mut sim = Sim::new(seed);
         sim.run(120);
@@ -590,17 +600,24 @@ fn seeded_clusters_keep_every_safety_property() {
         changes += sim.changes;
         removals += sim.removals;
         promotions += sim.promotions;
+        relays += sim.relays;
     }
     println!(
         "replication simulation: {} runs, {steps} steps, {crashes} power losses, {elections} elections, \
          {acknowledged} acknowledged writes, {installs} runs with a snapshot catch-up, \
-         {changes} membership changes ({promotions} promotions, {removals} nodes retired), in {:.1} s",
+         {changes} membership changes ({promotions} promotions, {removals} nodes retired), \
+         {relays} batches relayed, in {:.1} s",
         seeds().len(),
         started.elapsed().as_secs_f64()
     );
     if seeds().len() >= 100 {
         assert!(
-            acknowledged > 0 && crashes > 0 && installs > 0 && promotions > 0 && removals > 0,
+            acknowledged > 0
+                && crashes > 0
+                && installs > 0
+                && promotions > 0
+                && removals > 0
+                && relays > 0,
             "the simulation exercised too little"
         );
     }

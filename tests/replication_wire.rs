@@ -73,6 +73,21 @@ fn message() -> impl Strategy<Value = Message> {
                 entries,
             })
         }),
+        (
+            proptest::collection::vec(1u64..u64::MAX, 0..6),
+            any::<[u64; 4]>(),
+            proptest::collection::vec(entry(), 0..4)
+        )
+            .prop_map(|(targets, f, entries)| Message::Relay {
+                targets,
+                append: Append {
+                    term: f[0],
+                    prev_index: f[1],
+                    prev_term: f[2],
+                    leader_commit: f[3],
+                    entries,
+                },
+            }),
         (any::<[u64; 5]>(), status()).prop_map(|(f, status)| Message::AppendReply(AppendReply {
             term: f[0],
             status,
@@ -218,6 +233,23 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                     leader_commit: 7,
                     entries: vec![Entry::new(8, 3, "set x = 1"), Entry::new(9, 3, "").with_kind(1)],
                 }),
+            ),
+        ),
+        (
+            "relay",
+            envelope(
+                1,
+                3,
+                Message::Relay {
+                    targets: vec![4, 5],
+                    append: Append {
+                        term: 3,
+                        prev_index: 7,
+                        prev_term: 2,
+                        leader_commit: 7,
+                        entries: vec![Entry::new(8, 3, "set x = 1")],
+                    },
+                },
             ),
         ),
         (

@@ -241,6 +241,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     pub(super) fn replicate_all(&mut self) -> Result<()> {
+        while self.relay_next_batch()? {}
         let peers: Vec<NodeId> =
             self.leader.as_ref().map(|l| l.peers.keys().copied().collect()).unwrap_or_default();
         for peer in peers {
@@ -266,31 +267,8 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             if !room {
                 return Ok(());
             }
-            let prev_index = next_index - 1;
-            let prev_term = match self.log.term(prev_index) {
-                Ok(term) => term,
-                Err(Error::Compacted { .. }) => return self.offer_snapshot(to),
-                Err(e) => return Err(e),
-            };
-            let last_index = self.log.last_index();
-            let entries = if next_index <= last_index {
-                let hi =
-                    next_index.saturating_add(self.options.batch_entries_max).min(last_index + 1);
-                match self.log.entries(next_index, hi, self.options.batch_bytes_max) {
-                    Ok(entries) => entries,
-                    Err(Error::Compacted { .. }) => return self.offer_snapshot(to),
-                    Err(e) => return Err(e),
-                }
-            } else {
-                Vec::new()
-            };
-            let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
-            let append = Append {
-                term: self.term,
-                prev_index,
-                prev_term,
-                leader_commit: self.log.commit_index(),
-                entries,
+            let Some((append, bytes)) = self.batch_from(next_index)? else {
+                return self.offer_snapshot(to);
             };
             let now = self.now;
             let leader = self.leader.as_mut().expect("checked above");
@@ -302,6 +280,32 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             }
             self.outbox.push(self.envelope(to, Message::Append(append)));
         }
+    }
+
+    /// The `Append` of the next batch from `next_index` (none: a probe, when nothing is
+    /// there) and its payload bytes; `None` when the entry before it is compacted (a snapshot
+    /// is due).
+    pub(super) fn batch_from(&self, next_index: u64) -> Result<Option<(Append, u64)>> {
+        let prev_index = next_index - 1;
+        let prev_term = match self.log.term(prev_index) {
+            Ok(term) => term,
+            Err(Error::Compacted { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let last_index = self.log.last_index();
+        let entries = if next_index <= last_index {
+            let hi = next_index.saturating_add(self.options.batch_entries_max).min(last_index + 1);
+            match self.log.entries(next_index, hi, self.options.batch_bytes_max) {
+                Ok(entries) => entries,
+                Err(Error::Compacted { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            Vec::new()
+        };
+        let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();
+        let leader_commit = self.log.commit_index();
+        Ok(Some((Append { term: self.term, prev_index, prev_term, leader_commit, entries }, bytes)))
     }
 
     /// Commits the highest index a majority of the voters holds durably, if it is of this

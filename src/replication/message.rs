@@ -35,6 +35,15 @@ pub enum Message {
     Append(Append),
     /// Follower to leader: what became of an `Append`, a `Heartbeat` or a snapshot.
     AppendReply(AppendReply),
+    /// Leader to a first-level follower (relay mode): take `append`, and forward it to each of
+    /// `targets` as the leader's own `Append` (the frame names the leader as its sender, so
+    /// they answer the leader directly).
+    Relay {
+        /// The sub-receivers (at most `MEMBERS_MAX`).
+        targets: Vec<NodeId>,
+        /// What the leader would have sent each of them.
+        append: Append,
+    },
     /// Leader to follower: "I lead this term; this much is committed".
     Heartbeat {
         /// The leader's term.

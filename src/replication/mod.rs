@@ -29,6 +29,7 @@ mod membership;
 mod message;
 mod options;
 mod progress;
+mod relay;
 mod replica;
 mod server;
 #[cfg(feature = "sim")]

@@ -18,6 +18,7 @@ pub struct ReplicationOptions {
     pub(super) snapshot_message_bytes_max: u64,
     pub(super) apply_bytes_max: u64,
     pub(super) compaction_lag_entries: u64,
+    pub(super) first_level_size: usize,
 }
 
 impl Default for ReplicationOptions {
@@ -34,6 +35,7 @@ impl Default for ReplicationOptions {
             snapshot_message_bytes_max: 4 << 20,
             apply_bytes_max: 16 << 20,
             compaction_lag_entries: 1000,
+            first_level_size: 0,
         }
     }
 }
@@ -110,6 +112,14 @@ impl ReplicationOptions {
     #[must_use]
     pub fn compaction_lag_entries(mut self, entries: u64) -> Self {
         self.compaction_lag_entries = entries;
+        self
+    }
+
+    /// Relay mode (default 0: off): the leader sends each batch to at most this many
+    /// followers, which forward it to the others waiting for the same entries (`relay.rs`).
+    #[must_use]
+    pub fn first_level_size(mut self, followers: usize) -> Self {
+        self.first_level_size = followers;
         self
     }
 

@@ -238,7 +238,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Ok(());
         }
         let (term, from_leader) = match &message {
-            Message::Append(a) => (a.term, true),
+            Message::Append(a) | Message::Relay { append: a, .. } => (a.term, true),
             Message::Heartbeat { term, .. }
             | Message::SnapshotOffer { term, .. }
             | Message::SnapshotChunks { term, .. } => (*term, true),
@@ -272,6 +272,14 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.leader_id = from;
         match message {
             Message::Append(append) => self.on_append(from, append),
+            Message::Relay { targets, append } => {
+                // Forwarded first, in the leader's name: the targets answer the leader.
+                for to in targets.into_iter().filter(|to| *to != self.id) {
+                    let forwarded = Message::Append(append.clone());
+                    self.outbox.push(Envelope { from, to, message: forwarded });
+                }
+                self.on_append(from, append)
+            }
             Message::Heartbeat { leader_commit, .. } => {
                 let commit = leader_commit.min(self.matched_through);
                 if commit > self.log.commit_index() {

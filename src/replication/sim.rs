@@ -82,9 +82,11 @@ impl SimNetwork {
         per_mille > 0 && self.next() % 1000 < per_mille
     }
 
-    /// Sends one message: encoded, then dropped, delayed or duplicated as the seed says.
-    pub fn send(&mut self, envelope: &Envelope) {
-        if self.isolated.contains(&envelope.from) || self.isolated.contains(&envelope.to) {
+    /// Sends one message from node `sender` (the envelope's `from`, except for an `Append` a
+    /// relay forwards in the leader's name): encoded, then dropped, delayed or duplicated as the
+    /// seed says.
+    pub fn send(&mut self, sender: NodeId, envelope: &Envelope) {
+        if self.isolated.contains(&sender) || self.isolated.contains(&envelope.to) {
             self.dropped += 1;
             return;
         }
@@ -168,7 +170,7 @@ pub struct SimEndpoint {
 
 impl Transport for SimEndpoint {
     fn send(&mut self, envelope: Envelope) {
-        self.network.borrow_mut().send(&envelope);
+        self.network.borrow_mut().send(self.id, &envelope);
     }
 
     /// Takes what is due at the network's current tick; simulated time does not wait for

@@ -10,7 +10,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::membership::ConfChange;
+use super::membership::{ConfChange, MEMBERS_MAX};
 use super::message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeStatus,
     PeerStatus,
@@ -51,6 +51,7 @@ fn kind_of(message: &Message) -> u8 {
         Message::ClientReply { .. } => 8,
         Message::Control { .. } => 9,
         Message::ControlReply { .. } => 10,
+        Message::Relay { .. } => 11,
     }
 }
 
@@ -83,10 +84,12 @@ fn frame_crc(header: &[u8], body: &[u8]) -> u32 {
 }
 
 fn body_size_hint(message: &Message) -> usize {
+    let append = |a: &Append| {
+        a.entries.iter().map(|e| ENTRY_HEADER_BYTES + e.payload.len()).sum::<usize>() + 44
+    };
     match message {
-        Message::Append(a) => {
-            a.entries.iter().map(|e| ENTRY_HEADER_BYTES + e.payload.len()).sum::<usize>() + 44
-        }
+        Message::Append(a) => append(a),
+        Message::Relay { targets, append: a } => 4 + 8 * targets.len() + append(a),
         Message::SnapshotChunks { chunks, .. } => chunks.iter().map(|c| c.len() + 4).sum(),
         _ => 128,
     }
@@ -96,20 +99,29 @@ fn put_len(out: &mut Vec<u8>, len: usize) {
     out.put_u32_le(u32::try_from(len).expect("lengths are bounded below u32"));
 }
 
+fn encode_append(a: &Append, out: &mut Vec<u8>) {
+    for field in [a.term, a.prev_index, a.prev_term, a.leader_commit] {
+        out.put_u64_le(field);
+    }
+    put_len(out, a.entries.len());
+    for entry in &a.entries {
+        out.put_u64_le(entry.index);
+        out.put_u64_le(entry.term);
+        out.put_u8(entry.kind);
+        put_len(out, entry.payload.len());
+        out.extend_from_slice(&entry.payload);
+    }
+}
+
 fn encode_body(message: &Message, out: &mut Vec<u8>) {
     match message {
-        Message::Append(a) => {
-            for field in [a.term, a.prev_index, a.prev_term, a.leader_commit] {
-                out.put_u64_le(field);
+        Message::Append(a) => encode_append(a, out),
+        Message::Relay { targets, append } => {
+            put_len(out, targets.len());
+            for target in targets {
+                out.put_u64_le(*target);
             }
-            put_len(out, a.entries.len());
-            for entry in &a.entries {
-                out.put_u64_le(entry.index);
-                out.put_u64_le(entry.term);
-                out.put_u8(entry.kind);
-                put_len(out, entry.payload.len());
-                out.extend_from_slice(&entry.payload);
-            }
+            encode_append(append, out);
         }
         Message::AppendReply(r) => {
             out.put_u64_le(r.term);
@@ -293,23 +305,32 @@ pub fn decode(frame: Bytes) -> Result<Envelope> {
     Ok(Envelope { from, to, message })
 }
 
+fn decode_append(r: &mut Reader) -> Result<Append> {
+    let (term, prev_index, prev_term, leader_commit) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let count = r.count(ENTRIES_MAX, ENTRY_HEADER_BYTES)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (index, term) = (r.u64()?, r.u64()?);
+        if index == 0 || index > INDEX_MAX {
+            return Err(bad("entry index"));
+        }
+        let kind = r.u8()?;
+        let len = r.len(FRAME_BYTES_MAX)?;
+        entries.push(Entry { index, term, payload: r.bytes(len)?, kind });
+    }
+    Ok(Append { term, prev_index, prev_term, leader_commit, entries })
+}
+
 fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
     Ok(match kind {
-        1 => {
-            let (term, prev_index, prev_term, leader_commit) =
-                (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-            let count = r.count(ENTRIES_MAX, ENTRY_HEADER_BYTES)?;
-            let mut entries = Vec::with_capacity(count);
-            for _ in 0..count {
-                let (index, term) = (r.u64()?, r.u64()?);
-                if index == 0 || index > INDEX_MAX {
-                    return Err(bad("entry index"));
-                }
-                let kind = r.u8()?;
-                let len = r.len(FRAME_BYTES_MAX)?;
-                entries.push(Entry { index, term, payload: r.bytes(len)?, kind });
+        1 => Message::Append(decode_append(r)?),
+        11 => {
+            let count = r.count(MEMBERS_MAX as u32, 8)?;
+            let targets = (0..count).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+            if targets.contains(&0) {
+                return Err(bad("relay target 0"));
             }
-            Message::Append(Append { term, prev_index, prev_term, leader_commit, entries })
+            Message::Relay { targets, append: decode_append(r)? }
         }
         2 => {
             let term = r.u64()?;
