@@ -45,7 +45,12 @@ fn free_addrs(count: usize) -> Result<Vec<SocketAddr>, Error> {
 impl Cluster {
     /// Starts nodes `1..=count`, the group's voters; `spares` more get addresses every node
     /// knows, to join later (`--add-node`).
-    pub fn start(count: u64, spares: u64, root: &Path, no_sync: bool) -> Result<Self, Error> {
+    pub fn start(
+        count: u64,
+        spares: u64,
+        root: &Path,
+        (no_sync, relay): (bool, usize),
+    ) -> Result<Self, Error> {
         let addrs = free_addrs((count + spares) as usize)?;
         let all: BTreeMap<NodeId, SocketAddr> = (1..=count + spares).zip(addrs).collect();
         let voters: Vec<NodeId> = (1..=count).collect();
@@ -60,6 +65,7 @@ impl Cluster {
                 log_dir: dir.join("log"),
                 snapshot_dir: dir.join("snapshots"),
                 no_sync,
+                relay,
             };
             nodes.insert(*id, Node { config, process: None });
         }

@@ -12,7 +12,11 @@
 //!
 //! `cargo run --release --example cluster -- [--nodes N] [--entries N] [--payload BYTES]
 //! [--kills N] [--snapshot-every N] [--leader-changes N] [--add-node] [--remove-node]
-//! [--dir DIR] [--json] [--no-sync] [--window N]`
+//! [--relay[=N]] [--dir DIR] [--json] [--no-sync] [--window N]`
+//!
+//! `--relay`: relay fan-out, the leader sends each batch to N followers (default 2), which
+//! forward it to the others (`ReplicationOptions::first_level_size`); the summary's
+//! `leader_bytes_sent` is the payload bytes the last leader sent itself.
 
 mod cluster;
 mod node;
@@ -40,6 +44,7 @@ struct Args {
     json: bool,
     no_sync: bool,
     window: usize,
+    relay: usize,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, Error> {
@@ -56,6 +61,7 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
         json: false,
         no_sync: false,
         window: 256,
+        relay: 0,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -75,6 +81,8 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
             "--leader-changes" => parsed.leader_changes = value()?.parse()?,
             "--dir" => parsed.dir = Some(value()?),
             "--window" => parsed.window = value()?.parse()?,
+            // `--relay` alone: two relays; `--relay=N`: N.
+            "--relay" => parsed.relay = inline.as_deref().map_or(Ok(2), str::parse)?,
             "--json" => parsed.json = true,
             "--add-node" => parsed.add_node = true,
             "--remove-node" => parsed.remove_node = true,
@@ -310,7 +318,8 @@ fn run(args: &Args, root: &Path) -> Result<(), Error> {
         if args.no_sync { "off" } else { "on" },
         root.display()
     );
-    let mut cluster = Cluster::start(args.nodes, u64::from(args.add_node), root, args.no_sync)?;
+    let spares = u64::from(args.add_node);
+    let mut cluster = Cluster::start(args.nodes, spares, root, (args.no_sync, args.relay))?;
     let term = cluster.elect(1)?;
     println!("node 1 leads term {term}");
     let client = Client::connect(&cluster, 1, args.window, args.payload)?;
@@ -379,6 +388,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
             )
         })
         .collect();
+    let leader_bytes_sent: u64 = leader_status.peers.iter().map(|p| p.bytes_sent).sum();
     let acknowledged_through = run.client.acknowledged_through;
     let throughput = run.client.acknowledged as f64 / run.write_seconds.max(1e-9);
     let mut latencies = run.client.latencies_us.clone();
@@ -436,7 +446,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         })
         .collect();
     Ok(format!(
-        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"members":{members},"membership_changes":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
+        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"relay":{},"leader_bytes_sent":{leader_bytes_sent},"members":{members},"membership_changes":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
         args.nodes,
         args.entries,
         args.payload,
@@ -447,6 +457,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         !args.no_sync,
         catch_ups.join(","),
         followers.join(","),
+        args.relay,
         membership_changes.join(","),
         node_dirs.join(",")
     ))

@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub snapshot_dir: PathBuf,
     /// fsync off: the benchmark's "cost of durability" baseline.
     pub no_sync: bool,
+    /// Relay fan-out: `ReplicationOptions::first_level_size` (0: off).
+    pub relay: usize,
 }
 
 impl NodeConfig {
@@ -37,6 +39,7 @@ impl NodeConfig {
             format!("--members={}", members.join(",")),
             format!("--log-dir={}", self.log_dir.display()),
             format!("--snapshot-dir={}", self.snapshot_dir.display()),
+            format!("--relay={}", self.relay),
         ];
         if self.no_sync {
             args.push("--no-sync".to_string());
@@ -68,6 +71,7 @@ impl NodeConfig {
             log_dir: value("log-dir")?.into(),
             snapshot_dir: value("snapshot-dir")?.into(),
             no_sync: args.iter().any(|a| a == "--no-sync"),
+            relay: value("relay")?.parse().map_err(|e| format!("--relay: {e}"))?,
         })
     }
 }
@@ -88,7 +92,7 @@ pub fn serve(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
         log,
         snapshots,
         ChecksumMachine::default(),
-        ReplicationOptions::default(),
+        ReplicationOptions::default().first_level_size(config.relay),
     )?;
     let cut = report
         .torn_tail
