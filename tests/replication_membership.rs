@@ -18,7 +18,11 @@ use raftlog::{Entry, Error, LogStore, Options, RaftLog, SnapshotOptions, Snapsho
 type Node = Replica<SimFs, ChecksumMachine>;
 
 fn node(id: u64, bootstrap: &[u64]) -> Node {
-    let fs = SimFs::with_seed(id);
+    node_on(&SimFs::with_seed(id), id, bootstrap)
+}
+
+fn node_on(fs: &SimFs, id: u64, bootstrap: &[u64]) -> Node {
+    let fs = fs.clone();
     let log =
         RaftLog::new(LogStore::open_with(fs.clone(), "/log", Options::default()).unwrap()).unwrap();
     let snapshots = SnapshotStore::open_with(fs, "/snap", SnapshotOptions::default()).unwrap();
@@ -28,20 +32,39 @@ fn node(id: u64, bootstrap: &[u64]) -> Node {
 
 struct Cluster {
     nodes: BTreeMap<u64, Node>,
+    /// Each node's disk, to reopen it.
+    disks: BTreeMap<u64, SimFs>,
 }
 
 impl Cluster {
     /// Nodes 1..=n, node 1 leading term 1.
     fn new(n: u64) -> Self {
         let ids: Vec<u64> = (1..=n).collect();
-        let mut nodes: BTreeMap<u64, Node> = ids.iter().map(|id| (*id, node(*id, &ids))).collect();
-        for voter in nodes.values_mut() {
+        let mut cluster = Cluster { nodes: BTreeMap::new(), disks: BTreeMap::new() };
+        for id in &ids {
+            cluster.add(*id, &ids);
+        }
+        for voter in cluster.nodes.values_mut() {
             assert!(voter.vote(1, 1, 0, 0).unwrap());
         }
-        nodes.get_mut(&1).unwrap().become_leader(1).unwrap();
-        let mut cluster = Cluster { nodes };
+        cluster.get(1).become_leader(1).unwrap();
         cluster.run(20);
         cluster
+    }
+
+    /// Starts node `id` on a disk of its own, knowing `bootstrap` as the group's voters.
+    fn add(&mut self, id: u64, bootstrap: &[u64]) {
+        let disk = SimFs::with_seed(id);
+        self.nodes.insert(id, node_on(&disk, id, bootstrap));
+        self.disks.insert(id, disk);
+    }
+
+    /// Closes node `id` and opens it again from its disk.
+    fn restart(&mut self, id: u64, bootstrap: &[u64]) -> &mut Node {
+        self.nodes.remove(&id).unwrap().close().unwrap();
+        let reopened = node_on(&self.disks[&id], id, bootstrap);
+        self.nodes.insert(id, reopened);
+        self.get(id)
     }
 
     fn get(&mut self, id: u64) -> &mut Node {
@@ -71,7 +94,7 @@ fn a_learner_joins_catches_up_and_is_promoted() {
     let payloads: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("w{i}"))).collect();
     cluster.get(1).propose(&payloads).unwrap();
     cluster.run(10);
-    cluster.nodes.insert(4, node(4, &[1, 2, 3]));
+    cluster.add(4, &[1, 2, 3]);
     let added = cluster.get(1).change_membership(ConfChange::AddLearner(4)).unwrap();
     assert_eq!(cluster.get(1).configuration().learners(), &[4]);
     // One change at a time: the promotion waits for the addition to commit.
@@ -89,6 +112,27 @@ fn a_learner_joins_catches_up_and_is_promoted() {
         assert!(node.log().commit_index() >= promoted);
     }
     assert_eq!(cluster.get(1).configuration().quorum(), 3);
+}
+
+#[test]
+fn a_restarted_node_takes_its_configuration_from_its_snapshot_and_log_not_the_bootstrap() {
+    let mut cluster = Cluster::new(3);
+    cluster.add(4, &[1, 2, 3]);
+    cluster.get(1).change_membership(ConfChange::AddLearner(4)).unwrap();
+    cluster.run(20);
+    cluster.get(1).change_membership(ConfChange::Promote(4)).unwrap();
+    cluster.run(20);
+    cluster.get(1).propose(&[Bytes::from("after")]).unwrap();
+    cluster.run(10);
+    // Node 2 snapshots (the configuration goes into the snapshot), compacts, restarts.
+    cluster.get(2).snapshot().unwrap().expect("something applied");
+    let two = cluster.restart(2, &[1, 2, 3]);
+    assert_eq!(two.configuration().voters(), &[1, 2, 3, 4]);
+    assert!(two.snapshots().latest().unwrap().is_some());
+    // Node 4 restarts too: it joined as a non-member, its log holds the rest.
+    let four = cluster.restart(4, &[1, 2, 3]);
+    assert_eq!(four.configuration().voters(), &[1, 2, 3, 4]);
+    assert!(!four.is_removed());
 }
 
 #[test]

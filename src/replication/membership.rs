@@ -354,3 +354,49 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod tracker_tests {
+    use super::*;
+    use crate::fs::SimFs;
+    use crate::{Entry, LogStore, Options};
+
+    fn log() -> RaftLog<SimFs> {
+        RaftLog::new(LogStore::open_with(SimFs::new(), "/log", Options::default()).unwrap())
+            .unwrap()
+    }
+
+    fn config_entry(index: u64, term: u64, voters: &[NodeId]) -> Entry {
+        let payload = Configuration::new(voters, &[]).unwrap().encode();
+        Entry::new(index, term, payload).with_kind(CONFIG_KIND)
+    }
+
+    #[test]
+    fn the_tracker_follows_appends_truncations_and_folds() {
+        let log = log();
+        let bootstrap = Configuration::new(&[1, 2, 3], &[]).unwrap();
+        let mut tracker = Tracker::new(1, (0, 0), bootstrap.clone(), &log).unwrap();
+        log.append(&[Entry::new(1, 1, "a"), config_entry(2, 1, &[1, 2]), Entry::new(3, 1, "b")])
+            .unwrap();
+        tracker.track(1, &log).unwrap();
+        assert_eq!((tracker.current().voters(), tracker.current_index()), (&[1, 2][..], 2));
+        assert_eq!(tracker.previous(1), Some(&bootstrap), "not committed at 1");
+        assert_eq!(tracker.at(1), &bootstrap);
+        // A leader of term 2 replaces index 2 on: the configuration reverts, whatever the
+        // commit index does meanwhile.
+        log.commit_to(1).unwrap();
+        log.append(&[Entry::new(2, 2, "c"), config_entry(3, 2, &[1, 3])]).unwrap();
+        log.commit_to(3).unwrap();
+        tracker.track(1, &log).unwrap();
+        assert_eq!((tracker.current().voters(), tracker.current_index()), (&[1, 3][..], 3));
+        assert_eq!(tracker.previous(3), None, "committed");
+        assert!(!tracker.removed(1, 3));
+        // Folding forgets entries the compaction will drop, keeping the one in effect.
+        tracker.fold_through(3);
+        assert_eq!((tracker.current().voters(), tracker.current_index()), (&[1, 3][..], 3));
+        log.append(&[config_entry(4, 2, &[3])]).unwrap();
+        log.commit_to(4).unwrap();
+        tracker.track(1, &log).unwrap();
+        assert!(tracker.removed(1, 4), "a committed configuration without node 1");
+    }
+}

@@ -13,6 +13,11 @@
 //!   are durable;
 //! - a follower whose next entry is compacted on the leader pulls the latest snapshot in
 //!   chunks (resumable across crashes of either side), then the log;
+//! - membership changes one at a time (`membership`): learners join, catch up and are
+//!   promoted, nodes are removed; the quorum follows the configuration the log holds; slots
+//!   are assigned to voters by rendezvous hashing (`slots`);
+//! - relay fan-out (`relay`, optional): a few followers forward the leader's batches to the
+//!   others;
 //! - messages have a versioned, checksummed wire format (`wire`, format/SPEC.md); transports
 //!   sit behind `Transport`: TCP (`tcp`) and a seeded simulated network (`sim`, feature
 //!   `sim`).
