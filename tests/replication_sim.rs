@@ -52,6 +52,21 @@ struct Machine {
     retired: bool,
 }
 
+impl Machine {
+    fn new(fs: SimFs, replica: Node, endpoint: SimEndpoint, bootstrap: Vec<u64>) -> Self {
+        Machine {
+            fs,
+            replica: Some(replica),
+            endpoint,
+            down_until: 0,
+            commit_seen: 0,
+            verified_through: 0,
+            bootstrap,
+            retired: false,
+        }
+    }
+}
+
 struct Sim {
     seed: u64,
     machines: BTreeMap<u64, Machine>,
@@ -119,17 +134,7 @@ impl Sim {
             let fs = SimFs::with_seed(seed * 16 + id);
             let replica = open(&fs, id, &members, &options).expect("a fresh node opens");
             let endpoint = SimNetwork::endpoint(&network, id);
-            let machine = Machine {
-                fs,
-                replica: Some(replica),
-                endpoint,
-                down_until: 0,
-                commit_seen: 0,
-                verified_through: 0,
-                bootstrap: members.clone(),
-                retired: false,
-            };
-            machines.insert(id, machine);
+            machines.insert(id, Machine::new(fs, replica, endpoint, members.clone()));
         }
         Sim {
             seed,
@@ -300,17 +305,7 @@ impl Sim {
             Err(e) => self.fail(format!("joining node {id} does not open: {e}")),
         };
         let endpoint = SimNetwork::endpoint(&self.network, id);
-        let machine = Machine {
-            fs,
-            replica: Some(replica),
-            endpoint,
-            down_until: 0,
-            commit_seen: 0,
-            verified_through: 0,
-            bootstrap,
-            retired: false,
-        };
-        self.machines.insert(id, machine);
+        self.machines.insert(id, Machine::new(fs, replica, endpoint, bootstrap));
     }
 
     /// Retires the nodes a leader's committed configuration excludes: removed ones, and

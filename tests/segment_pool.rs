@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{big_entries, open, path, segment_names, stream_len, DIR};
-use raftlog::fs::{FileSystem, SimFs};
+use common::{big_entries, names_ending, open, path, segment_names, stream_len};
+use raftlog::fs::SimFs;
 use raftlog::Options;
 
 const SEGMENT_BYTES: u64 = 16 << 10;
@@ -18,15 +16,7 @@ fn pooled(files: usize) -> Options {
 }
 
 fn pool_names(fs: &SimFs) -> Vec<String> {
-    let mut names: Vec<String> = fs
-        .list(Path::new(DIR))
-        .expect("list")
-        .into_iter()
-        .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".free"))
-        .collect();
-    names.sort();
-    names
+    names_ending(fs, ".free")
 }
 
 #[test]

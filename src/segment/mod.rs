@@ -42,11 +42,16 @@ pub(crate) fn file_name(id: u64) -> String {
 
 /// The id in a segment file name, or `None` for any other name.
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
+    parse_numbered(name, ".seg").filter(|id| *id > 0)
+}
+
+/// The number in a name of 16 lower-case hex digits followed by `suffix`.
+pub(crate) fn parse_numbered(name: &str, suffix: &str) -> Option<u64> {
+    let hex = name.strip_suffix(suffix)?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok().filter(|id| *id > 0)
+    u64::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]

@@ -40,11 +40,7 @@ pub(crate) fn file_name(k: u64) -> String {
 
 /// The number in a pool file name, or `None` for any other name.
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".free")?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
+    crate::segment::parse_numbered(name, ".free")
 }
 
 /// Ready pool files.

@@ -63,12 +63,17 @@ pub fn snapshot(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// Segment file names, in id order.
 pub fn segment_names(fs: &SimFs) -> Vec<String> {
+    names_ending(fs, ".seg")
+}
+
+/// The names in the store's directory that end with `suffix`, sorted.
+pub fn names_ending(fs: &SimFs, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = fs
         .list(Path::new(DIR))
         .expect("list")
         .into_iter()
         .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".seg"))
+        .filter(|n| n.ends_with(suffix))
         .collect();
     names.sort();
     names
