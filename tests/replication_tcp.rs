@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftlog::replication::tcp::{Connection, TcpTransport};
 use raftlog::replication::{
-    ChecksumMachine, ClientOutcome, ControlOp, Envelope, Message, NodeId, NodeStatus, Replica,
-    ReplicationOptions, Server,
+    Append, ChecksumMachine, ClientOutcome, ControlOp, Envelope, Message, NodeId, NodeStatus,
+    Replica, ReplicationOptions, Server,
 };
 use raftlog::{LogStore, Options, RaftLog, SnapshotStore};
 
@@ -73,6 +73,21 @@ fn a_tcp_cluster_commits_writes_through_its_leader() {
     // Garbage on a connection is refused; the node keeps serving.
     let mut garbage = TcpStream::connect(addrs[&2]).unwrap();
     garbage.write_all(&[0xff; 64]).unwrap();
+
+    // A client posing as a leader of a later term is refused: nothing is appended.
+    let mut impostor = Connection::connect(addrs[&1], WAIT).unwrap();
+    let entries = vec![raftlog::Entry::new(1, 9, "forged")];
+    let append = Append { term: 9, prev_index: 0, prev_term: 0, leader_commit: 1, entries };
+    impostor.send(&Envelope { from: 0, to: 1, message: Message::Append(append) }).unwrap();
+    // A status asked on the same connection is answered after the append was handled.
+    let status = Message::Control { request_id: 2, op: ControlOp::Status };
+    impostor.send(&Envelope { from: 0, to: 1, message: status }).unwrap();
+    match impostor.receive(WAIT).unwrap().message {
+        Message::ControlReply { status, .. } => {
+            assert_eq!((status.term, status.last_term), (1, 1), "the impostor was refused");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 
     // A write to a follower names the leader once it heard from it.
     let mut follower = Connection::connect(addrs[&1], WAIT).unwrap();

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::machine::StateMachine;
 use super::message::{ClientOutcome, ControlOp, Envelope, Message, NodeId};
 use super::replica::Replica;
+use super::tcp::CLIENT_BIT;
 use super::Transport;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -60,6 +61,15 @@ impl<F: FileSystem, M: StateMachine<F>, T: Transport> Server<F, M, T> {
                         shutdown |= op == ControlOp::Shutdown;
                         let reply = self.control(request_id, op)?;
                         self.send(envelope.from, reply);
+                    }
+                    // Only nodes speak the messages between nodes (a leader's messages are taken
+                    // by term, whatever the sender's configuration): a client's are refused.
+                    _ if envelope.from & CLIENT_BIT != 0 => {
+                        let id = self.replica.id();
+                        eprintln!(
+                            "node {id}: refused a node's message from client {}",
+                            envelope.from
+                        );
                     }
                     message => match self.replica.step(envelope.from, message) {
                         Ok(()) => {}
