@@ -84,7 +84,8 @@ fn a_tcp_cluster_commits_writes_through_its_leader() {
     impostor.send(&Envelope { from: 0, to: 1, message: status }).unwrap();
     match impostor.receive(WAIT).unwrap().message {
         Message::ControlReply { status, .. } => {
-            assert_eq!((status.term, status.last_term), (1, 1), "the impostor was refused");
+            // Term 1, and no entry of term 9 (the leader's no-op of term 1 may be there).
+            assert!(status.term == 1 && status.last_term <= 1, "{status:?}");
         }
         other => panic!("unexpected {other:?}"),
     }
