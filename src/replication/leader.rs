@@ -72,10 +72,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.leader = Some(LeaderState::default());
         self.leader_id = self.id;
         self.sync_peers();
-        let noop = self.next_entry(0, Bytes::new(), NOOP_KIND);
-        self.log.append(&[noop])?;
+        let (prev_last, noop) =
+            (self.log.last_index(), self.next_entry(0, Bytes::new(), NOOP_KIND));
+        let last = self.log.append(&[noop])?;
         self.unsynced = true;
-        self.track_membership()
+        self.membership.appended_plain(self.id, prev_last, (last, self.term), &self.log)
     }
 
     /// Proposes one membership change (format/SPEC.md, "Membership") and returns the index
@@ -150,9 +151,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             .zip(payloads)
             .map(|(offset, payload)| self.next_entry(offset, payload.clone(), 0))
             .collect();
+        let prev_last = self.log.last_index();
         let last = self.log.append(&entries)?;
         self.unsynced = true;
-        self.track_membership()?;
+        self.membership.appended_plain(self.id, prev_last, (last, self.term), &self.log)?;
         Ok(last)
     }
 

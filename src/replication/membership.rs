@@ -277,6 +277,24 @@ impl Tracker {
         Ok(())
     }
 
+    /// Notes that `last` (of `term`) was appended right after `prev_last` with no
+    /// configuration entry among them (a leader's proposals): nothing is read again when the
+    /// log was read through `prev_last` as it stands; otherwise this is `track`.
+    pub fn appended_plain<F: FileSystem>(
+        &mut self,
+        id: NodeId,
+        prev_last: u64,
+        (last, term): (u64, u64),
+        log: &RaftLog<F>,
+    ) -> Result<()> {
+        let (scanned, scanned_term) = self.scanned;
+        if scanned == prev_last && log.term(prev_last).ok() == Some(scanned_term) {
+            self.scanned = (last, term);
+            return Ok(());
+        }
+        self.track(id, log)
+    }
+
     /// Starts over from a snapshot's configuration at `(index, term)`.
     pub fn rebase<F: FileSystem>(
         &mut self,
