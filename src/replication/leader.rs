@@ -325,7 +325,14 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             })
             .collect();
         let quorum = quorum_index(&mut indexes);
-        if quorum > self.log.commit_index() && self.log.maybe_commit(quorum, self.term)? {
+        let before = self.log.commit_index();
+        let config_index = self.membership.current_index();
+        // Peers and leadership change only when the configuration's entry commits.
+        if quorum > before
+            && self.log.maybe_commit(quorum, self.term)?
+            && config_index > before
+            && config_index <= self.log.commit_index()
+        {
             self.sync_peers();
             if self.is_removed() {
                 // A last heartbeat carries the commit of the removal to those who remain.
