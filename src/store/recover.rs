@@ -148,8 +148,6 @@ pub(crate) fn recover<F: FileSystem>(
         };
     }
     let (mut log, last) = assemble(&current, candidates, &mut repairs, &mut report)?;
-    // The newest hard state: the last segment's (format 2 carries it in every segment), or
-    // the meta's (format 1).
     // The newest hard state: the newest a segment carries (format 2 records it in every
     // segment), unless the meta's is newer (a truncation or reset copies it there, for when
     // the new segment's first record is cut); hard states only move forward.
