@@ -247,6 +247,29 @@ pub enum Error {
         /// This node's term.
         current: u64,
     },
+    /// Entry `index` is damaged on disk (a record of a sealed segment failed verification):
+    /// it is never returned. `LogStore::damaged` lists every damaged entry found so far, and
+    /// `LogStore::repair` rewrites one from a peer's copy.
+    #[error("entry {index} is damaged in {path} at offset {offset}: {reason}")]
+    Damaged {
+        /// The damaged entry.
+        index: u64,
+        /// The segment holding it.
+        path: PathBuf,
+        /// Where its record starts.
+        offset: u64,
+        /// What failed.
+        reason: Corruption,
+    },
+    /// `LogStore::repair` refused an entry; nothing was written.
+    #[error("repair of entry {index} refused: {reason}")]
+    RepairRefused {
+        /// The entry given.
+        index: u64,
+        /// Why: not live in a sealed segment, another term than the index records, a record
+        /// on disk that verifies, bytes that do not re-encode to the damaged record's extent.
+        reason: &'static str,
+    },
     /// An install before every byte of a file was received.
     #[error("file {name:?} of slot {slot} lacks {missing_bytes} bytes")]
     Incomplete {

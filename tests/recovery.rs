@@ -251,11 +251,12 @@ fn r9_damaged_or_unsealed_sealed_segments_are_corrupt() {
     fs.flip_bit(&path(&first), 8 * (record_offset(0) + 40)).unwrap();
     let store = open(&fs, small_segments());
     let got = store.entries(1, 3, u64::MAX);
-    let Err(Error::Corrupt { path: p, offset, indexes, reason }) = got else { panic!("{got:?}") };
+    let Err(Error::Damaged { index, path: p, offset, reason }) = got else { panic!("{got:?}") };
     assert_eq!(
-        (p, offset, indexes, reason),
-        (path(&first), record_offset(0), Some(1..2), Corruption::Checksum)
+        (index, p, offset, reason),
+        (1, path(&first), record_offset(0), Corruption::Checksum)
     );
+    assert_eq!(store.damaged(), vec![1..=1]);
     drop(store);
     // Without its index the segment is scanned, and the same damage refuses the open.
     fs.remove_durable(&path(&first.replace(".seg", ".idx")));

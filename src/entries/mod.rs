@@ -301,7 +301,12 @@ impl<F: FileSystem> RaftLog<F> {
             if next >= hi {
                 break;
             }
-            for entry in self.store.entries(next, store_run_end, budget)? {
+            let stored = match self.store.entries(next, store_run_end, budget) {
+                // What precedes a damaged entry is served; the next read names the damage.
+                Err(Error::Damaged { .. }) if !out.is_empty() => return Ok(out),
+                stored => stored?,
+            };
+            for entry in stored {
                 if !push_within(&mut out, &mut budget, entry) {
                     return Ok(out);
                 }
@@ -329,6 +334,23 @@ impl<F: FileSystem> RaftLog<F> {
     /// The hard state with the in-memory commit index (the persisted one may lag behind).
     pub fn hard_state(&self) -> HardState {
         HardState { commit: self.commit_index(), ..self.store.hard_state() }
+    }
+
+    /// Entries found damaged on disk and not repaired yet (`LogStore::damaged`).
+    pub fn damaged(&self) -> Vec<std::ops::RangeInclusive<u64>> {
+        self.store.damaged()
+    }
+
+    /// Verifies every entry of the sealed segments and returns the damaged ones
+    /// (`LogStore::scrub`).
+    pub fn scrub(&self) -> Result<Vec<std::ops::RangeInclusive<u64>>> {
+        self.store.scrub()
+    }
+
+    /// Rewrites damaged entries from copies a peer holds committed with the same index and
+    /// term (`LogStore::repair`: refused, with nothing written, unless each copy fits).
+    pub fn repair(&self, copies: &[Entry]) -> Result<()> {
+        self.store.repair(copies)
     }
 
     /// The store, for a caller that is done with the log rules.

@@ -55,6 +55,9 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Gives the file or directory `from` the name `to`, which must not exist; both lie in the
     /// same directory.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Gives the file `from` the name `to`, atomically replacing the file `to` (`rename(2)`:
+    /// a crash leaves one or the other under `to`); both lie in the same directory.
+    fn replace(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes `link` a second name of the existing file `source` (a hard link, no data copied).
     /// `ErrorKind::CrossesDevices`, `PermissionDenied` or `Unsupported` when the file system
     /// cannot link them; the caller then copies.

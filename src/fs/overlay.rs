@@ -146,6 +146,10 @@ impl FileSystem for OverlayFs {
         Err(read_only("rename", from))
     }
 
+    fn replace(&self, from: &Path, _to: &Path) -> io::Result<()> {
+        Err(read_only("replace", from))
+    }
+
     fn hard_link(&self, source: &Path, _link: &Path) -> io::Result<()> {
         Err(read_only("hard_link", source))
     }

@@ -67,6 +67,10 @@ impl FileSystem for StdFs {
         list_entries(dir, true)
     }
 
+    fn replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         // `rename(2)` would replace an existing file; the directory lock keeps the check and
         // the rename free of races with other raftlog processes.

@@ -28,6 +28,7 @@ mod maintenance;
 mod pool;
 mod read_plan;
 mod recover;
+mod repair;
 mod report;
 mod rotation;
 pub(crate) mod state;
@@ -108,6 +109,8 @@ pub(crate) struct Inner<F: FileSystem> {
     pool: Pool,
     /// Work queued for the maintenance thread (indexes of sealed segments).
     maintenance: Maintenance,
+    /// Entries of sealed segments found damaged, never returned (`repair`).
+    damage: repair::DamageMarks,
     report: RecoveryReport,
     /// The directory lock, held for the store's life.
     _lock: F::Lock,
@@ -159,6 +162,7 @@ impl<F: FileSystem> LogStore<F> {
             stop_flusher: Mutex::new(false),
             flusher_wakeup: Condvar::new(),
             pool: recovered.pool,
+            damage: repair::DamageMarks::default(),
             maintenance: Maintenance::default(),
             report: recovered.report,
             _lock: recovered.lock,

@@ -7,6 +7,7 @@
 //!    follow hold the files (`Arc`, mapped `Bytes`) and stay valid after a compaction.
 //! 2. A plan stops before the payloads pass `max_bytes`, but holds at least one entry when
 //!    `lo < hi`.
+//! 3. No entry marked damaged is read (`repair` invariant 1): a plan stops before the first.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +32,20 @@ impl<F: FileSystem> LogStore<F> {
         let runs = self.inner.plan_read(lo, hi, max_bytes)?;
         let mut entries = Vec::with_capacity(runs.iter().map(|run| run.entries.len()).sum());
         for run in runs {
-            run.read_into(self.inner.store_uid, &mut entries)?;
+            let (sealed, segment_id, path) = (run.sealed(), run.segment_id, run.path.clone());
+            match run.read_into(self.inner.store_uid, &mut entries) {
+                Ok(()) => {}
+                Err(Error::Corrupt { offset, indexes: Some(indexes), reason, .. }) if sealed => {
+                    // Invariant 1 of `repair`: the damaged entry is marked and never returned.
+                    let index = indexes.start;
+                    self.inner.damage.mark(index, segment_id, path.clone(), offset, reason.clone());
+                    if entries.is_empty() {
+                        return Err(Error::Damaged { index, path, offset, reason });
+                    }
+                    break;
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(entries)
     }
@@ -57,6 +71,11 @@ struct ReadRun<H> {
     entries: Vec<(u64, u64, u32)>,
 }
 impl<H: FileHandle> ReadRun<H> {
+    /// Whether the run reads a sealed segment (damage there is marked, not cut).
+    fn sealed(&self) -> bool {
+        matches!(self.source, RunSource::Mapped(_))
+    }
+
     fn bytes(&self) -> Result<Bytes> {
         let len = usize::try_from(self.len).expect("a run fits in memory");
         match &self.source {
@@ -121,6 +140,12 @@ impl<F: FileSystem> Inner<F> {
         if hi > last_index + 1 {
             return Err(Error::Unavailable { index: hi - 1, last_index });
         }
+        let live = |index: u64| log.segment_position(index).map(|p| log.segments[p].id);
+        let hi = match self.damage.first_in(lo, hi, live) {
+            Some((damaged, error)) if damaged == lo => return Err(error),
+            Some((damaged, _)) => damaged,
+            None => hi,
+        };
         let mut runs: Vec<ReadRun<F::File>> = Vec::new();
         let mut bytes = 0u64;
         let mut index = lo;

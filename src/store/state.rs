@@ -156,6 +156,14 @@ impl<H: FileHandle> Segment<H> {
         Ok(self.data.get_or_init(|| Bytes::from_owner(owner)).clone())
     }
 
+    /// Reads from `file` from now on (a repaired copy renamed over the segment): the old
+    /// file and its map stay with whoever holds them.
+    pub fn replace_file(&mut self, file: Arc<H>) {
+        self.file = file;
+        self.data = OnceLock::new();
+        self.mapped = Arc::new(());
+    }
+
     /// The segment's path when nothing but this value holds its file or its bytes (no
     /// reader's handle, no payload handed out), so its blocks may be overwritten; `None`
     /// otherwise. The segment must be out of the log (no new reader can find it).

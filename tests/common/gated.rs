@@ -58,6 +58,9 @@ impl FileSystem for GatedFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.sim.rename(from, to)
     }
+    fn replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.sim.replace(from, to)
+    }
     fn hard_link(&self, source: &Path, link: &Path) -> io::Result<()> {
         self.sim.hard_link(source, link)
     }

@@ -519,6 +519,20 @@ impl FileSystem for SimFs {
         Ok(children(state.live.dirs.iter(), dir))
     }
 
+    fn replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if from.parent() != to.parent() {
+            return Err(invalid("SimFs renames only within one directory"));
+        }
+        state.inode_of(from)?;
+        state.inode_of(to)?;
+        let change = NameChange::Rename { from: from.to_path_buf(), to: to.to_path_buf() };
+        state.enter(FaultOp::Rename)?;
+        state.live.apply(change.clone());
+        state.name_changes.push(change);
+        Ok(())
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state();
         if from.parent() != to.parent() {
