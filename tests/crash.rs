@@ -186,9 +186,12 @@ fn synced_entries_survive_a_crash_plus_bit_rot() {
                 Err(e) => panic!("{case}: open failed: {e}"),
                 Ok(store) => {
                     // A sealed segment is opened through its index, unread: the read that
-                    // meets the damage refuses it.
+                    // meets the damage marks it and stops before it (`LogStore::damaged`).
                     let all = store.entries(store.first_index(), store.last_index() + 1, u64::MAX);
-                    if matches!(&all, Err(Error::Corrupt { path, .. }) if *path == segment) {
+                    let marked = !store.damaged().is_empty();
+                    if marked
+                        || matches!(&all, Err(Error::Damaged { path, .. }) if *path == segment)
+                    {
                         refused += 1;
                         continue;
                     }

@@ -5,87 +5,16 @@
 //! configuration of membership version 1 (format/golden/membership-v1, regenerated with
 //! `RAFTLOG_WRITE_GOLDEN=membership`).
 
-use std::collections::BTreeMap;
+mod common;
 
 use bytes::Bytes;
+use common::hand_cluster::{node_on, Cluster, Node};
 use raftlog::fs::SimFs;
-use raftlog::replication::{
-    Append, ChecksumMachine, ConfChange, Configuration, Envelope, Message, Replica,
-    ReplicationOptions, CONFIG_KIND,
-};
-use raftlog::{Entry, Error, LogStore, Options, RaftLog, SnapshotOptions, SnapshotStore};
-
-type Node = Replica<SimFs, ChecksumMachine>;
+use raftlog::replication::{Append, ConfChange, Configuration, Message, CONFIG_KIND};
+use raftlog::{Entry, Error, Options};
 
 fn node(id: u64, bootstrap: &[u64]) -> Node {
-    node_on(&SimFs::with_seed(id), id, bootstrap)
-}
-
-fn node_on(fs: &SimFs, id: u64, bootstrap: &[u64]) -> Node {
-    let fs = fs.clone();
-    let log =
-        RaftLog::new(LogStore::open_with(fs.clone(), "/log", Options::default()).unwrap()).unwrap();
-    let snapshots = SnapshotStore::open_with(fs, "/snap", SnapshotOptions::default()).unwrap();
-    let options = ReplicationOptions::default();
-    Replica::open(id, bootstrap, log, snapshots, ChecksumMachine::default(), options).unwrap()
-}
-
-struct Cluster {
-    nodes: BTreeMap<u64, Node>,
-    /// Each node's disk, to reopen it.
-    disks: BTreeMap<u64, SimFs>,
-}
-
-impl Cluster {
-    /// Nodes 1..=n, node 1 leading term 1.
-    fn new(n: u64) -> Self {
-        let ids: Vec<u64> = (1..=n).collect();
-        let mut cluster = Cluster { nodes: BTreeMap::new(), disks: BTreeMap::new() };
-        for id in &ids {
-            cluster.add(*id, &ids);
-        }
-        for voter in cluster.nodes.values_mut() {
-            assert!(voter.vote(1, 1, 0, 0).unwrap());
-        }
-        cluster.get(1).become_leader(1).unwrap();
-        cluster.run(20);
-        cluster
-    }
-
-    /// Starts node `id` on a disk of its own, knowing `bootstrap` as the group's voters.
-    fn add(&mut self, id: u64, bootstrap: &[u64]) {
-        let disk = SimFs::with_seed(id);
-        self.nodes.insert(id, node_on(&disk, id, bootstrap));
-        self.disks.insert(id, disk);
-    }
-
-    /// Closes node `id` and opens it again from its disk.
-    fn restart(&mut self, id: u64, bootstrap: &[u64]) -> &mut Node {
-        self.nodes.remove(&id).unwrap().close().unwrap();
-        let reopened = node_on(&self.disks[&id], id, bootstrap);
-        self.nodes.insert(id, reopened);
-        self.get(id)
-    }
-
-    fn get(&mut self, id: u64) -> &mut Node {
-        self.nodes.get_mut(&id).unwrap()
-    }
-
-    /// `rounds` of: every node ticks and readies, then every message is delivered.
-    fn run(&mut self, rounds: usize) {
-        for _ in 0..rounds {
-            let mut sent: Vec<Envelope> = Vec::new();
-            for node in self.nodes.values_mut() {
-                node.tick().unwrap();
-                node.ready(&mut |envelope| sent.push(envelope)).unwrap();
-            }
-            for Envelope { from, to, message } in sent {
-                if let Some(node) = self.nodes.get_mut(&to) {
-                    node.step(from, message).unwrap();
-                }
-            }
-        }
-    }
+    node_on(&SimFs::with_seed(id), id, bootstrap, &Options::default())
 }
 
 #[test]

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use raftlog::replication::wire::{decode, encode, frame_len};
 use raftlog::replication::{
     Append, AppendReply, AppendStatus, ClientOutcome, ConfChange, ControlOp, Envelope, Message,
-    NodeStatus, PeerStatus,
+    NodeStatus, PeerStatus, RepairReport, Repaired,
 };
 use raftlog::snapshot::ChunkRequest;
 use raftlog::{Entry, Error};
@@ -57,6 +57,18 @@ fn node_status() -> impl Strategy<Value = NodeStatus> {
             peers,
         },
     )
+}
+
+fn repair_report() -> impl Strategy<Value = RepairReport> {
+    let ranges = || proptest::collection::vec(any::<(u64, u64)>(), 0..4);
+    let repaired = proptest::collection::vec(any::<[u64; 3]>(), 0..4).prop_map(|list| {
+        list.into_iter().map(|f| Repaired { first: f[0], last: f[1], from: f[2] }).collect()
+    });
+    (ranges(), repaired, ranges()).prop_map(|(damaged, repaired, lost)| RepairReport {
+        damaged,
+        repaired,
+        lost,
+    })
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -117,7 +129,18 @@ fn message() -> impl Strategy<Value = Message> {
             index: f[1],
             leader: f[2],
         }),
-        (any::<[u64; 5]>(), 0u8..8).prop_map(|(f, op)| Message::Control {
+        (any::<[u64; 3]>(), proptest::collection::vec(entry(), 0..4)).prop_map(|(f, entries)| {
+            Message::RepairReply { term: f[0], first: f[1], last: f[2], entries }
+        }),
+        any::<[u64; 3]>().prop_map(|f| Message::RepairRequest {
+            term: f[0],
+            first: f[1],
+            last: f[2]
+        }),
+        any::<[u64; 2]>().prop_map(|f| Message::SnapshotRequest { term: f[0], index: f[1] }),
+        (any::<u64>(), repair_report())
+            .prop_map(|(request_id, report)| Message::RepairStatus { request_id, report }),
+        (any::<[u64; 5]>(), 0u8..9).prop_map(|(f, op)| Message::Control {
             request_id: f[0],
             op: match op {
                 0 => ControlOp::Status,
@@ -132,7 +155,8 @@ fn message() -> impl Strategy<Value = Message> {
                 4 => ControlOp::Shutdown,
                 5 => ControlOp::ChangeMembership(ConfChange::AddLearner(f[1])),
                 6 => ControlOp::ChangeMembership(ConfChange::Promote(f[1])),
-                _ => ControlOp::ChangeMembership(ConfChange::Remove(f[1])),
+                7 => ControlOp::ChangeMembership(ConfChange::Remove(f[1])),
+                _ => ControlOp::Repairs,
             },
         }),
         (any::<u64>(), any::<bool>(), "[ -~]{0,40}", node_status()).prop_map(
@@ -348,6 +372,40 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                 Message::Control {
                     request_id: 8,
                     op: ControlOp::ChangeMembership(ConfChange::AddLearner(4)),
+                },
+            ),
+        ),
+        ("repair_request", envelope(2, 3, Message::RepairRequest { term: 3, first: 5, last: 6 })),
+        (
+            "repair_reply",
+            envelope(
+                3,
+                2,
+                Message::RepairReply {
+                    term: 3,
+                    first: 5,
+                    last: 6,
+                    entries: vec![Entry::new(5, 2, "set y = 2"), Entry::new(6, 3, "")],
+                },
+            ),
+        ),
+        ("snapshot_request", envelope(2, 1, Message::SnapshotRequest { term: 3, index: 5 })),
+        (
+            "control_repairs",
+            envelope(0, 2, Message::Control { request_id: 9, op: ControlOp::Repairs }),
+        ),
+        (
+            "repair_status",
+            envelope(
+                2,
+                0,
+                Message::RepairStatus {
+                    request_id: 9,
+                    report: RepairReport {
+                        damaged: vec![(7, 7)],
+                        repaired: vec![Repaired { first: 5, last: 6, from: 3 }],
+                        lost: vec![(2, 2)],
+                    },
                 },
             ),
         ),

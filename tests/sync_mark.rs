@@ -115,7 +115,7 @@ fn the_proof_holds_after_a_reopen_and_after_a_clean_close() {
     ));
 
     // Closed cleanly: the segment is sealed and opens through its index; every synced index
-    // is kept, and the read that meets the damage refuses it.
+    // is kept, and the read that meets the damage marks it and never returns it.
     let store = common::open(&fs, Options::default());
     let sealed = active(&fs);
     store.close().unwrap();
@@ -123,7 +123,7 @@ fn the_proof_holds_after_a_reopen_and_after_a_clean_close() {
     let store = common::open(&fs, Options::default());
     assert_eq!(store.last_index(), LAST);
     assert!(store.recovery_report().torn_tail.is_none());
-    assert!(matches!(store.entries(LAST, LAST + 1, 0), Err(Error::Corrupt { .. })));
+    assert!(matches!(store.entries(LAST, LAST + 1, 0), Err(Error::Damaged { index: LAST, .. })));
     assert_eq!(store.entries(LAST - 1, LAST, 0).unwrap(), batch(LAST - BATCH + 1)[98..99]);
 }
 

@@ -66,6 +66,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if !self.configuration().is_voter(self.id) || self.is_removed() {
             return Err(Error::MembershipChange { reason: "only a voter leads" });
         }
+        if self.membership.blind().is_some() {
+            // A damaged entry not repaired yet may hide a later configuration.
+            return Err(Error::MembershipChange { reason: "configuration unknown past damage" });
+        }
         if self.leader.is_some() {
             return Ok(());
         }
@@ -227,7 +231,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     /// Offers the latest snapshot to a follower whose next entry is compacted.
-    fn offer_snapshot(&mut self, to: NodeId) -> Result<()> {
+    pub(super) fn offer_snapshot(&mut self, to: NodeId) -> Result<()> {
         let meta = self.snapshots.latest()?.ok_or(Error::Compacted {
             index: self.log.first_index() - 1,
             first_index: self.log.first_index(),
@@ -269,9 +273,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             if !room {
                 return Ok(());
             }
-            let Some((append, bytes)) = self.batch_from(next_index)? else {
-                return self.offer_snapshot(to);
+            let batch = match self.batch_from(next_index) {
+                // Nothing is sent past a damaged entry until it is repaired (`repair`).
+                Err(Error::Damaged { .. }) => return Ok(()),
+                batch => batch?,
             };
+            let Some((append, bytes)) = batch else { return self.offer_snapshot(to) };
             let now = self.now;
             let leader = self.leader.as_mut().expect("checked above");
             let progress = leader.peers.get_mut(&to).expect("a follower");

@@ -195,6 +195,8 @@ pub(super) struct Tracker {
     stable: u64,
     /// This node was a member of some configuration it held.
     was_member: bool,
+    /// The log could not be read past this damaged entry: a configuration may lie beyond it.
+    blind: Option<u64>,
 }
 
 impl Tracker {
@@ -212,6 +214,7 @@ impl Tracker {
             scanned: (index, term),
             stable: index,
             was_member,
+            blind: None,
         };
         tracker.track(id, log)?;
         Ok(tracker)
@@ -247,6 +250,12 @@ impl Tracker {
             .map_or(&self.base.1, |(_, _, config)| config)
     }
 
+    /// The damaged entry the log could not be read past, if any (configurations beyond it
+    /// are unknown until it is repaired).
+    pub fn blind(&self) -> Option<u64> {
+        self.blind
+    }
+
     /// Whether this node was a member once and a committed configuration excludes it.
     pub fn removed(&self, id: NodeId, commit: u64) -> bool {
         self.was_member && !self.current().contains(id) && self.current_index() <= commit
@@ -262,8 +271,18 @@ impl Tracker {
         let from = if diverged { self.stable.max(self.base.0) + 1 } else { scanned + 1 };
         self.entries.retain(|(index, ..)| *index < from);
         let mut next = from;
+        self.blind = None;
         while next <= last {
-            let batch = log.entries(next, last + 1, 1 << 20)?;
+            let batch = match log.entries(next, last + 1, 1 << 20) {
+                Err(Error::Damaged { index, .. }) => {
+                    // Read again from here at the next call, once repaired.
+                    self.blind = Some(index);
+                    self.scanned = (index - 1, log.term(index - 1)?);
+                    self.stable = log.commit_index().min(index - 1);
+                    return Ok(());
+                }
+                batch => batch?,
+            };
             let Some(end) = batch.last().map(|e| e.index) else { break };
             for entry in batch.iter().filter(|e| e.kind == CONFIG_KIND) {
                 let config = Configuration::decode(&entry.payload)?;

@@ -76,6 +76,43 @@ pub enum Message {
         /// Encoded chunks.
         chunks: Vec<Bytes>,
     },
+    /// Any node to a peer: send your copies of entries `[first, last]`, damaged here
+    /// (format/SPEC.md, "Repair from peers"). Acted on whatever its term.
+    RepairRequest {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The first entry wanted.
+        first: u64,
+        /// The last entry wanted.
+        last: u64,
+    },
+    /// The answer: the copies the peer holds of a prefix of `[first, last]`; none when it
+    /// holds none (compacted, damaged there too, beyond its log).
+    RepairReply {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The request's first entry.
+        first: u64,
+        /// The request's last entry.
+        last: u64,
+        /// Contiguous entries from `first` (at most `ENTRIES_MAX`).
+        entries: Vec<Entry>,
+    },
+    /// Follower to leader: committed entries from `index` on are lost everywhere this node
+    /// asked, and not applied here: offer a snapshot that covers `index`.
+    SnapshotRequest {
+        /// The follower's term.
+        term: u64,
+        /// The first lost entry.
+        index: u64,
+    },
+    /// Node to operator: the answer to `ControlOp::Repairs`.
+    RepairStatus {
+        /// The request answered.
+        request_id: u64,
+        /// What the node found damaged, repaired and lost.
+        report: RepairReport,
+    },
     /// Client to any node: append `payload` and answer once it is committed.
     ClientWrite {
         /// Chosen by the client; echoed in the reply.
@@ -211,6 +248,31 @@ pub enum ControlOp {
     Shutdown,
     /// Propose a membership change (leader only; see `Replica::change_membership`).
     ChangeMembership(ConfChange),
+    /// Report the node's damaged, repaired and lost entries (answered with `RepairStatus`).
+    Repairs,
+}
+
+/// What a node found damaged in its log and did about it (`Replica::repair_report`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Damaged entries not repaired yet, as inclusive ranges.
+    pub damaged: Vec<(u64, u64)>,
+    /// Ranges repaired, each from one peer's copies (oldest first; the last `REPORTS_MAX`).
+    pub repaired: Vec<Repaired>,
+    /// Ranges no peer held (the last `REPORTS_MAX`): reported, then compacted behind a
+    /// snapshot when applied here, or asked of the leader as a snapshot when not.
+    pub lost: Vec<(u64, u64)>,
+}
+
+/// A range of entries rewritten from a peer's copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// The first entry.
+    pub first: u64,
+    /// The last entry.
+    pub last: u64,
+    /// The peer whose copies were written.
+    pub from: NodeId,
 }
 
 /// A node's state, as `Replica::status` reports it.

@@ -18,6 +18,8 @@
 //!   are assigned to voters by rendezvous hashing (`slots`);
 //! - relay fan-out (`relay`, optional): a few followers forward the leader's batches to the
 //!   others;
+//! - repair from peers (`repair`, CTRL): a damaged entry is neither served nor applied, and
+//!   is rewritten from a peer's copy of the same (index, term), or reported lost;
 //! - messages have a versioned, checksummed wire format (`wire`, format/SPEC.md); transports
 //!   sit behind `Transport`: TCP (`tcp`) and a seeded simulated network (`sim`, feature
 //!   `sim`).
@@ -35,6 +37,7 @@ mod message;
 mod options;
 mod progress;
 mod relay;
+mod repair;
 mod replica;
 mod server;
 #[cfg(feature = "sim")]
@@ -48,10 +51,11 @@ pub use machine::{ChecksumMachine, StateMachine};
 pub use membership::{ConfChange, Configuration, CONFIG_KIND, MEMBERS_MAX};
 pub use message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeId,
-    NodeStatus, PeerStatus,
+    NodeStatus, PeerStatus, RepairReport, Repaired,
 };
 pub use options::ReplicationOptions;
 pub use progress::{quorum_index, Progress, ProgressState};
+pub use repair::REPORTS_MAX;
 pub use replica::{Replica, NOOP_KIND};
 pub use server::Server;
 

@@ -17,7 +17,7 @@ use super::machine::StateMachine;
 use super::message::{Envelope, Message, NodeId};
 use super::progress::ProgressState;
 use super::replica::Replica;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -62,7 +62,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
         let targets: Vec<NodeId> =
             group.iter().map(|(_, id)| *id).filter(|id| !relays.contains(id)).collect();
-        let Some((append, bytes)) = self.batch_from(next_index)? else { return Ok(false) };
+        let batch = match self.batch_from(next_index) {
+            Err(Error::Damaged { .. }) => return Ok(false),
+            batch => batch?,
+        };
+        let Some((append, bytes)) = batch else { return Ok(false) };
         let last = append.last_index();
         let leader = self.leader.as_mut().expect("checked above");
         for (k, relay) in relays.iter().enumerate() {

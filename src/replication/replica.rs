@@ -24,6 +24,7 @@ use super::machine::StateMachine;
 use super::membership::{Configuration, Tracker, CONFIG_KIND};
 use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
 use super::options::ReplicationOptions;
+use super::repair::Repairs;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -64,6 +65,8 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     /// Ticks since start.
     pub(super) now: u64,
     snapshots_installed: u64,
+    /// Damaged entries being repaired from peers, and what was repaired or lost.
+    pub(super) repairs: Repairs,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -89,7 +92,15 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let mut base = (0, 0, Configuration::new(members, &[])?);
         if let Some(meta) = snapshots.latest()? {
             machine.restore(&snapshots, &meta)?;
-            log.follow_snapshot(meta.index, meta.term)?;
+            if log.term(meta.index).ok() == Some(meta.term) {
+                // The log holds the snapshot's entry: it stays, `compaction_lag_entries` of it
+                // for followers' catch-up (`snapshot` compacts the same way).
+                log.commit_to(meta.index)?;
+                log.applied_to(meta.index)?;
+                log.compact(meta.index.saturating_sub(options.compaction_lag_entries))?;
+            } else {
+                log.follow_snapshot(meta.index, meta.term)?;
+            }
             base = (meta.index, meta.term, Configuration::decode(&meta.configuration)?);
         }
         let snapshot_index = base.0;
@@ -122,6 +133,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             unsynced: false,
             now: 0,
             snapshots_installed: 0,
+            repairs: Repairs::default(),
         })
     }
 
@@ -237,13 +249,25 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if from == self.id || from == 0 || self.is_removed() {
             return Ok(());
         }
+        // Repair messages act on no term (`repair` invariant 2).
+        match message {
+            Message::RepairRequest { first, last, .. } => {
+                return self.on_repair_request(from, first, last)
+            }
+            Message::RepairReply { first, entries, .. } => {
+                return self.on_repair_reply(from, first, entries)
+            }
+            _ => {}
+        }
         let (term, from_leader) = match &message {
             Message::Append(a) | Message::Relay { append: a, .. } => (a.term, true),
             Message::Heartbeat { term, .. }
             | Message::SnapshotOffer { term, .. }
             | Message::SnapshotChunks { term, .. } => (*term, true),
             Message::AppendReply(r) => (r.term, false),
-            Message::SnapshotPull { term, .. } => (*term, false),
+            Message::SnapshotPull { term, .. } | Message::SnapshotRequest { term, .. } => {
+                (*term, false)
+            }
             _ => return Err(Error::BadMessage { reason: "not a message between nodes" }),
         };
         if term < self.term {
@@ -262,6 +286,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 Message::SnapshotPull { index, requests, .. } => {
                     self.on_pull(from, index, &requests)
                 }
+                Message::SnapshotRequest { index, .. } => self.on_snapshot_request(from, index),
                 _ => unreachable!("only replies reach here"),
             };
         }
@@ -414,6 +439,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if self.is_removed() {
             return Ok(());
         }
+        self.repair_tick()?;
         if self.leader.is_some() {
             return self.leader_tick();
         }
@@ -450,7 +476,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
 
     fn apply(&mut self) -> Result<()> {
         loop {
-            let entries = self.log.next_committed_entries(self.options.apply_bytes_max)?;
+            let entries = match self.log.next_committed_entries(self.options.apply_bytes_max) {
+                // Applying waits for the damaged entry's repair (`repair`).
+                Err(Error::Damaged { .. }) => return Ok(()),
+                entries => entries?,
+            };
             let Some(last) = entries.last().map(|e| e.index) else { return Ok(()) };
             for entry in &entries {
                 self.machine.apply(entry);

@@ -1,6 +1,6 @@
 //! `Server`: runs one `Replica` over a `Transport` in real time: ticks, client writes
 //! acknowledged only once committed, and an operator's control messages (status, votes,
-//! leadership, snapshots, shutdown).
+//! leadership, snapshots, membership, repairs, shutdown).
 //!
 //! Invariants:
 //! 1. A client's write is answered `Committed` only when the commit index reached its index
@@ -155,6 +155,12 @@ impl<F: FileSystem, M: StateMachine<F>, T: Transport> Server<F, M, T> {
 
     fn control(&mut self, request_id: u64, op: ControlOp) -> Result<Message> {
         let done = match op {
+            ControlOp::Repairs => {
+                return Ok(Message::RepairStatus {
+                    request_id,
+                    report: self.replica.repair_report(),
+                })
+            }
             ControlOp::Status | ControlOp::Shutdown => Ok(true),
             ControlOp::Vote { term, candidate, last_index, last_term } => {
                 self.replica.vote(term, candidate, last_index, last_term)

@@ -13,8 +13,9 @@ use bytes::{BufMut, Bytes};
 use super::membership::{ConfChange, MEMBERS_MAX};
 use super::message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeStatus,
-    PeerStatus,
+    PeerStatus, RepairReport, Repaired,
 };
+use super::repair::REPORTS_MAX;
 use crate::entry::{Entry, INDEX_MAX};
 use crate::error::{Error, Result};
 use crate::snapshot::ChunkRequest;
@@ -52,6 +53,10 @@ fn kind_of(message: &Message) -> u8 {
         Message::Control { .. } => 9,
         Message::ControlReply { .. } => 10,
         Message::Relay { .. } => 11,
+        Message::RepairRequest { .. } => 12,
+        Message::RepairReply { .. } => 13,
+        Message::SnapshotRequest { .. } => 14,
+        Message::RepairStatus { .. } => 15,
     }
 }
 
@@ -103,8 +108,12 @@ fn encode_append(a: &Append, out: &mut Vec<u8>) {
     for field in [a.term, a.prev_index, a.prev_term, a.leader_commit] {
         out.put_u64_le(field);
     }
-    put_len(out, a.entries.len());
-    for entry in &a.entries {
+    encode_entries(&a.entries, out);
+}
+
+fn encode_entries(entries: &[Entry], out: &mut Vec<u8>) {
+    put_len(out, entries.len());
+    for entry in entries {
         out.put_u64_le(entry.index);
         out.put_u64_le(entry.term);
         out.put_u8(entry.kind);
@@ -133,6 +142,25 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
         Message::Heartbeat { term, leader_commit } => {
             out.put_u64_le(*term);
             out.put_u64_le(*leader_commit);
+        }
+        Message::RepairRequest { term, first, last } => {
+            for field in [*term, *first, *last] {
+                out.put_u64_le(field);
+            }
+        }
+        Message::RepairReply { term, first, last, entries } => {
+            for field in [*term, *first, *last] {
+                out.put_u64_le(field);
+            }
+            encode_entries(entries, out);
+        }
+        Message::SnapshotRequest { term, index } => {
+            out.put_u64_le(*term);
+            out.put_u64_le(*index);
+        }
+        Message::RepairStatus { request_id, report } => {
+            out.put_u64_le(*request_id);
+            encode_report(report, out);
         }
         Message::SnapshotOffer { term, manifest } => {
             out.put_u64_le(*term);
@@ -187,6 +215,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
                 }
                 ControlOp::Snapshot => out.put_u8(3),
                 ControlOp::Shutdown => out.put_u8(4),
+                ControlOp::Repairs => out.put_u8(8),
                 ControlOp::ChangeMembership(change) => {
                     let (code, node) = match change {
                         ConfChange::AddLearner(node) => (5, node),
@@ -307,6 +336,11 @@ pub fn decode(frame: Bytes) -> Result<Envelope> {
 
 fn decode_append(r: &mut Reader) -> Result<Append> {
     let (term, prev_index, prev_term, leader_commit) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let entries = decode_entries(r)?;
+    Ok(Append { term, prev_index, prev_term, leader_commit, entries })
+}
+
+fn decode_entries(r: &mut Reader) -> Result<Vec<Entry>> {
     let count = r.count(ENTRIES_MAX, ENTRY_HEADER_BYTES)?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
@@ -318,7 +352,7 @@ fn decode_append(r: &mut Reader) -> Result<Append> {
         let len = r.len(FRAME_BYTES_MAX)?;
         entries.push(Entry { index, term, payload: r.bytes(len)?, kind });
     }
-    Ok(Append { term, prev_index, prev_term, leader_commit, entries })
+    Ok(entries)
 }
 
 fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
@@ -355,6 +389,13 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
             })
         }
         3 => Message::Heartbeat { term: r.u64()?, leader_commit: r.u64()? },
+        12 => Message::RepairRequest { term: r.u64()?, first: r.u64()?, last: r.u64()? },
+        13 => {
+            let (term, first, last) = (r.u64()?, r.u64()?, r.u64()?);
+            Message::RepairReply { term, first, last, entries: decode_entries(r)? }
+        }
+        14 => Message::SnapshotRequest { term: r.u64()?, index: r.u64()? },
+        15 => Message::RepairStatus { request_id: r.u64()?, report: decode_report(r)? },
         4 => {
             let term = r.u64()?;
             let len = r.len(FRAME_BYTES_MAX)?;
@@ -416,6 +457,7 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
                 5 => ControlOp::ChangeMembership(ConfChange::AddLearner(r.u64()?)),
                 6 => ControlOp::ChangeMembership(ConfChange::Promote(r.u64()?)),
                 7 => ControlOp::ChangeMembership(ConfChange::Remove(r.u64()?)),
+                8 => ControlOp::Repairs,
                 _ => return Err(bad("control operation")),
             };
             Message::Control { request_id, op }
@@ -470,6 +512,39 @@ fn decode_status(r: &mut Reader) -> Result<NodeStatus> {
         });
     }
     Ok(s)
+}
+
+fn encode_report(report: &RepairReport, out: &mut Vec<u8>) {
+    let ranges = |list: &[(u64, u64)], out: &mut Vec<u8>| {
+        let list = &list[list.len().saturating_sub(REPORTS_MAX)..];
+        put_len(out, list.len());
+        for (first, last) in list {
+            out.put_u64_le(*first);
+            out.put_u64_le(*last);
+        }
+    };
+    ranges(&report.damaged, out);
+    let repaired = &report.repaired[report.repaired.len().saturating_sub(REPORTS_MAX)..];
+    put_len(out, repaired.len());
+    for r in repaired {
+        for field in [r.first, r.last, r.from] {
+            out.put_u64_le(field);
+        }
+    }
+    ranges(&report.lost, out);
+}
+
+fn decode_report(r: &mut Reader) -> Result<RepairReport> {
+    let ranges = |r: &mut Reader| -> Result<Vec<(u64, u64)>> {
+        let count = r.count(REPORTS_MAX as u32, 16)?;
+        (0..count).map(|_| Ok((r.u64()?, r.u64()?))).collect()
+    };
+    let damaged = ranges(r)?;
+    let count = r.count(REPORTS_MAX as u32, 24)?;
+    let repaired = (0..count)
+        .map(|_| Ok(Repaired { first: r.u64()?, last: r.u64()?, from: r.u64()? }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RepairReport { damaged, repaired, lost: ranges(r)? })
 }
 
 /// A cursor over a frame's body; every read checks the bytes left.

@@ -3,6 +3,7 @@
 
 pub mod crash_model;
 pub mod gated;
+pub mod hand_cluster;
 
 use std::path::{Path, PathBuf};
 

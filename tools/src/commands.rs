@@ -165,15 +165,10 @@ fn walk(
                 }
                 index += batch.len() as u64;
             }
-            Err(Error::Corrupt { .. }) => {
-                match store.entries(index, index + 1, 0) {
-                    Ok(one) => visit(Item::Good(&one[0]))?,
-                    Err(error @ Error::Corrupt { .. }) => {
-                        visit(Item::Bad(index, &error))?;
-                        damaged += 1;
-                    }
-                    Err(error) => return Err(error.into()),
-                }
+            // A read stops before a damaged entry; the one that starts at it names it.
+            Err(error @ Error::Damaged { index: at, .. }) if at == index => {
+                visit(Item::Bad(index, &error))?;
+                damaged += 1;
                 index += 1;
             }
             Err(error) => return Err(error.into()),
@@ -222,6 +217,16 @@ struct Finding {
 }
 
 fn corruption(error: &Error) -> Option<Finding> {
+    if let Error::Damaged { index, path, offset, reason } = error {
+        return Some(Finding {
+            class: "corruption",
+            rule: "R9 (a damaged record of a sealed segment: repairable from a peer)",
+            file: path.display().to_string(),
+            offset: Some(*offset),
+            indexes: Some(*index..index + 1),
+            detail: reason.to_string(),
+        });
+    }
     let Error::Corrupt { path, offset, indexes, reason } = error else { return None };
     Some(Finding {
         class: "corruption",
