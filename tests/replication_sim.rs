@@ -5,7 +5,10 @@
 //! followers catch up by snapshot; relay fan-out in a third of the runs (one or two relays);
 //! membership changes, one at a time: a new node joins as a
 //! learner, is promoted once caught up, and voters (the leader too) are removed; a removed
-//! node, or a joining one whose addition was lost, is retired. After every step it checks:
+//! node, or a joining one whose addition was lost, is retired; damage: a third of the power
+//! losses also flip a bit in a sealed entry of the node's log, found at restart by a scrub or
+//! later by the read that meets it, then repaired from a peer, replaced by a peer's snapshot,
+//! or cut when no quorum ever held it. After every step it checks:
 //! - Log Matching: the same (index, term) means the same payload and the same previous term,
 //!   so the same prefix;
 //! - Leader Completeness: no node lacking an acknowledged entry could win an election (the
@@ -13,7 +16,9 @@
 //!   than a quorum);
 //! - no node's commit index goes back while it runs;
 //! - the sequences nodes applied are prefixes of each other (their chained checksums agree at
-//!   every index two of them reached).
+//!   every index two of them reached);
+//! - a repaired entry is the one Log Matching saw at its (index, term);
+//! - when the faults stop, every damage found is repaired (or its range compacted away).
 //!
 //! `RAFTLOG_SIM_SEEDS` sets the number of seeded runs (default 2,000), `RAFTLOG_SIM_SEED`
 //! replays one. A failure prints its seed.
@@ -50,6 +55,14 @@ struct Machine {
     bootstrap: Vec<u64>,
     /// Removed from the group (or its addition was lost): no longer run.
     retired: bool,
+    /// A bit of one of its sealed entries was flipped while it was down: scrub at restart
+    /// (else the read that meets it finds it).
+    scrub_at_restart: bool,
+    /// Repairs of this incarnation already checked against the witness of Log Matching, and
+    /// lost ranges and cuts already counted.
+    repairs_checked: usize,
+    lost_counted: usize,
+    cuts_counted: usize,
 }
 
 impl Machine {
@@ -63,6 +76,10 @@ impl Machine {
             verified_through: 0,
             bootstrap,
             retired: false,
+            scrub_at_restart: false,
+            repairs_checked: 0,
+            lost_counted: 0,
+            cuts_counted: 0,
         }
     }
 }
@@ -91,6 +108,12 @@ struct Sim {
     promotions: u64,
     /// Batches a leader sent through a relay.
     relays: u64,
+    /// Bits flipped in sealed entries of a node that was down.
+    damaged: u64,
+    /// Ranges nodes repaired from a peer, reported lost, and cut (uncommitted tails).
+    repaired: u64,
+    lost: u64,
+    cut: u64,
 }
 
 fn open(
@@ -152,6 +175,10 @@ impl Sim {
             removals: 0,
             promotions: 0,
             relays: 0,
+            damaged: 0,
+            repaired: 0,
+            lost: 0,
+            cut: 0,
         }
     }
 
@@ -185,7 +212,9 @@ impl Sim {
     fn elect(&mut self, rng: &mut StdRng, prefer_up_to_date: bool) {
         let up: Vec<u64> = self
             .running()
-            .filter(|(id, r)| r.configuration().is_voter(*id) && !r.is_removed())
+            .filter(|(id, r)| {
+                r.configuration().is_voter(*id) && !r.is_removed() && r.configuration_known()
+            })
             .map(|(id, _)| id)
             .collect();
         if up.is_empty() {
@@ -230,8 +259,12 @@ impl Sim {
         if granted >= config.quorum() {
             let replica =
                 self.machines.get_mut(&candidate).and_then(|m| m.replica.as_mut()).expect("up");
-            if let Err(e) = replica.become_leader(term) {
-                self.fail(format!("node {candidate} won term {term} but cannot lead: {e}"));
+            match replica.become_leader(term) {
+                // Its configuration may lie past a damaged entry: it leads once repaired.
+                Ok(()) | Err(Error::MembershipChange { .. }) => {}
+                Err(e) => {
+                    self.fail(format!("node {candidate} won term {term} but cannot lead: {e}"))
+                }
             }
         }
     }
@@ -333,15 +366,27 @@ impl Sim {
         machine.fs.crash(rng.gen());
         machine.down_until = step + rng.gen_range(5..30);
         self.crashes += 1;
+        if rng.gen_ratio(1, 3) && damage_a_sealed_entry(&machine.fs, rng) {
+            machine.scrub_at_restart = rng.gen();
+            self.damaged += 1;
+        }
     }
 
     fn restart(&mut self, id: u64) {
         let options = self.options.clone();
         let machine = self.machines.get_mut(&id).expect("member");
         match open(&machine.fs, id, &machine.bootstrap, &options) {
-            Ok(replica) => {
+            Ok(mut replica) => {
                 machine.verified_through = machine.verified_through.min(replica.log().last_index());
                 machine.commit_seen = replica.log().commit_index();
+                machine.repairs_checked = 0;
+                machine.lost_counted = 0;
+                machine.cuts_counted = 0;
+                if std::mem::take(&mut machine.scrub_at_restart) {
+                    if let Err(e) = replica.scrub() {
+                        self.fail(format!("node {id} failed to scrub: {e}"));
+                    }
+                }
                 machine.replica = Some(replica);
             }
             Err(e) => self.fail(format!("node {id} does not reopen after a power loss: {e}")),
@@ -425,6 +470,31 @@ impl Sim {
                 prev_term = entry.term;
             }
             machine.verified_through = machine.verified_through.max(commit.min(log.last_index()));
+            // A repaired entry is the one Log Matching saw at its (index, term).
+            let report = replica.repair_report();
+            for repaired in &report.repaired[machine.repairs_checked.min(report.repaired.len())..] {
+                let (lo, hi) = (repaired.first.max(log.first_index()), repaired.last + 1);
+                let prev = log.term(lo - 1).unwrap_or(0);
+                let got = log.entries(lo, hi.min(log.last_index() + 1), u64::MAX);
+                let mut prev_term = prev;
+                for entry in got.unwrap_or_default() {
+                    let seen = (checksum(&entry.payload), prev_term);
+                    if self.entries.get(&(entry.index, entry.term)).is_some_and(|k| *k != seen) {
+                        violations.push(format!(
+                            "node {id}: repaired entry {} from node {} differs from the one \
+                             Log Matching saw",
+                            entry.index, repaired.from
+                        ));
+                    }
+                    prev_term = entry.term;
+                }
+            }
+            self.repaired += (report.repaired.len() - machine.repairs_checked) as u64;
+            self.lost += report.lost.len().saturating_sub(machine.lost_counted) as u64;
+            machine.repairs_checked = report.repaired.len();
+            machine.lost_counted = report.lost.len();
+            self.cut += report.cut.len().saturating_sub(machine.cuts_counted) as u64;
+            machine.cuts_counted = report.cut.len();
             let state = replica.machine();
             if state.applied_index > 0 {
                 let digest = *self.applied.entry(state.applied_index).or_insert(state.digest);
@@ -453,10 +523,13 @@ impl Sim {
             }
             let log = candidate.log();
             let lacking = self.acknowledged.iter().find(|(index, (term, payload))| {
-                **index >= log.first_index()
-                    && !log
-                        .entries(**index, *index + 1, u64::MAX)
-                        .is_ok_and(|e| e[0].term == *term && e[0].payload == *payload)
+                let held = match log.entries(**index, *index + 1, u64::MAX) {
+                    Ok(e) => e[0].term == *term && e[0].payload == *payload,
+                    // Damaged here: held if of the same term (its repair rewrites it).
+                    Err(Error::Damaged { .. }) => log.term(**index).ok() == Some(*term),
+                    Err(_) => false,
+                };
+                **index >= log.first_index() && !held
             });
             let Some((index, (term, _))) = lacking else { continue };
             let own = logs[&id];
@@ -549,8 +622,11 @@ impl Sim {
                 return;
             }
         }
-        let status: Vec<_> =
-            self.machines.values().filter_map(|m| m.replica.as_ref().map(|r| r.status())).collect();
+        let status: Vec<_> = self
+            .machines
+            .values()
+            .filter_map(|m| m.replica.as_ref().map(|r| (r.status(), r.repair_report())))
+            .collect();
         self.fail(format!("no convergence after the faults stopped: {status:?}"));
     }
 
@@ -562,12 +638,50 @@ impl Sim {
         let commit = log.commit_index();
         log.last_index() == commit
             && replica.configuration_index() <= commit
-            && self
-                .machines
-                .values()
-                .filter(|m| !m.retired)
-                .all(|m| m.replica.as_ref().is_some_and(|r| r.machine().applied_index == commit))
+            && self.machines.values().filter(|m| !m.retired).all(|m| {
+                m.replica.as_ref().is_some_and(|r| {
+                    r.machine().applied_index == commit && r.repair_report().damaged.is_empty()
+                })
+            })
     }
+}
+
+/// Flips one bit inside an entry record (header or payload) of a sealed segment of the log on
+/// `fs`, chosen by `rng`; false when there is none. Only segments that two later segments
+/// follow are chosen: the second was created after the first's creation fsynced the directory,
+/// which came after this segment's index was written and fdatasynced, so that index is whole
+/// and named (a crash may keep a name whose content was not synced yet). The damage is then
+/// met under a valid index, as repair requires (damage a scan finds still refuses the open).
+fn damage_a_sealed_entry(fs: &SimFs, rng: &mut StdRng) -> bool {
+    use raftlog::fs::FileSystem;
+    let dir = std::path::Path::new("/log");
+    let Ok(names) = fs.list(dir) else { return false };
+    let mut segments: Vec<String> = names
+        .into_iter()
+        .filter_map(|n| n.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segments.sort();
+    segments.truncate(segments.len().saturating_sub(2));
+    let mut records = Vec::new();
+    for name in &segments {
+        let path = dir.join(name);
+        let Ok(bytes) = fs.read_file(&path) else { continue };
+        let mut at = 64usize;
+        while at + 32 <= bytes.len() && bytes[at..at + 32].iter().any(|b| *b != 0) {
+            let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+            if bytes[at + 24] == 1 && at + 32 + len <= bytes.len() {
+                records.push((path.clone(), at as u64, 32 + len as u64));
+            }
+            at += 32 + len;
+        }
+    }
+    if records.is_empty() {
+        return false;
+    }
+    let (path, offset, len) = records[rng.gen_range(0..records.len())].clone();
+    fs.flip_bit(&path, 8 * offset + rng.gen_range(0..8 * len)).unwrap();
+    true
 }
 
 fn seeds() -> Vec<u64> {
@@ -584,6 +698,7 @@ fn seeded_clusters_keep_every_safety_property() {
     let started = Instant::now();
     let (mut steps, mut crashes, mut elections, mut acknowledged, mut installs) = (0, 0, 0, 0, 0);
     let (mut changes, mut removals, mut promotions, mut relays) = (0, 0, 0, 0);
+    let (mut damaged, mut repaired, mut lost, mut cut) = (0, 0, 0, 0);
     for seed in seeds() {
         let mut sim = Sim::new(seed);
         sim.run(120);
@@ -596,12 +711,17 @@ fn seeded_clusters_keep_every_safety_property() {
         removals += sim.removals;
         promotions += sim.promotions;
         relays += sim.relays;
+        damaged += sim.damaged;
+        repaired += sim.repaired;
+        lost += sim.lost;
+        cut += sim.cut;
     }
     println!(
         "replication simulation: {} runs, {steps} steps, {crashes} power losses, {elections} elections, \
          {acknowledged} acknowledged writes, {installs} runs with a snapshot catch-up, \
          {changes} membership changes ({promotions} promotions, {removals} nodes retired), \
-         {relays} batches relayed, in {:.1} s",
+         {relays} batches relayed, {damaged} sealed entries damaged ({repaired} ranges repaired \
+         from a peer, {lost} reported lost, {cut} uncommitted tails cut), in {:.1} s",
         seeds().len(),
         started.elapsed().as_secs_f64()
     );
@@ -612,7 +732,8 @@ fn seeded_clusters_keep_every_safety_property() {
                 && installs > 0
                 && promotions > 0
                 && removals > 0
-                && relays > 0,
+                && relays > 0
+                && repaired > 0,
             "the simulation exercised too little"
         );
     }

@@ -64,17 +64,16 @@ fn repair_report() -> impl Strategy<Value = RepairReport> {
     let repaired = proptest::collection::vec(any::<[u64; 3]>(), 0..4).prop_map(|list| {
         list.into_iter().map(|f| Repaired { first: f[0], last: f[1], from: f[2] }).collect()
     });
-    (ranges(), repaired, ranges()).prop_map(|(damaged, repaired, lost)| RepairReport {
-        damaged,
-        repaired,
-        lost,
-    })
+    (ranges(), repaired, ranges(), ranges())
+        .prop_map(|(damaged, repaired, lost, cut)| RepairReport { damaged, repaired, lost, cut })
 }
 
 fn message() -> impl Strategy<Value = Message> {
     let bytes = || proptest::collection::vec(any::<u8>(), 0..128).prop_map(Bytes::from);
-    let request = (any::<u32>(), "[a-z]{1,12}", any::<u64>(), any::<u32>())
-        .prop_map(|(slot, name, offset, len)| ChunkRequest { slot, name, offset, len });
+    let request = || {
+        (any::<u32>(), "[a-z]{1,12}", any::<u64>(), any::<u32>())
+            .prop_map(|(slot, name, offset, len)| ChunkRequest { slot, name, offset, len })
+    };
     prop_oneof![
         (any::<[u64; 4]>(), proptest::collection::vec(entry(), 0..8)).prop_map(|(f, entries)| {
             Message::Append(Append {
@@ -112,7 +111,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(term, leader_commit)| Message::Heartbeat { term, leader_commit }),
         (any::<u64>(), bytes())
             .prop_map(|(term, manifest)| Message::SnapshotOffer { term, manifest }),
-        (any::<u64>(), any::<u64>(), proptest::collection::vec(request, 0..4))
+        (any::<u64>(), any::<u64>(), proptest::collection::vec(request(), 0..4))
             .prop_map(|(term, index, requests)| Message::SnapshotPull { term, index, requests }),
         (any::<u64>(), any::<u64>(), proptest::collection::vec(bytes(), 0..4))
             .prop_map(|(term, index, chunks)| Message::SnapshotChunks { term, index, chunks }),
@@ -129,15 +128,31 @@ fn message() -> impl Strategy<Value = Message> {
             index: f[1],
             leader: f[2],
         }),
-        (any::<[u64; 3]>(), proptest::collection::vec(entry(), 0..4)).prop_map(|(f, entries)| {
-            Message::RepairReply { term: f[0], first: f[1], last: f[2], entries }
-        }),
-        any::<[u64; 3]>().prop_map(|f| Message::RepairRequest {
+        (any::<[u64; 3]>(), any::<bool>(), proptest::collection::vec(entry(), 0..4)).prop_map(
+            |(f, lacks, entries)| Message::RepairReply {
+                term: f[0],
+                first: f[1],
+                last: f[2],
+                lacks,
+                entries
+            }
+        ),
+        any::<[u64; 4]>().prop_map(|f| Message::RepairRequest {
             term: f[0],
             first: f[1],
-            last: f[2]
+            last: f[2],
+            first_term: f[3]
         }),
         any::<[u64; 2]>().prop_map(|f| Message::SnapshotRequest { term: f[0], index: f[1] }),
+        (any::<[u64; 2]>(), bytes()).prop_map(|(f, manifest)| Message::RepairOffer {
+            term: f[0],
+            index: f[1],
+            manifest
+        }),
+        (any::<[u64; 2]>(), proptest::collection::vec(request(), 0..4))
+            .prop_map(|(f, requests)| Message::RepairPull { term: f[0], index: f[1], requests }),
+        (any::<[u64; 2]>(), proptest::collection::vec(bytes(), 0..4))
+            .prop_map(|(f, chunks)| { Message::RepairChunks { term: f[0], index: f[1], chunks } }),
         (any::<u64>(), repair_report())
             .prop_map(|(request_id, report)| Message::RepairStatus { request_id, report }),
         (any::<[u64; 5]>(), 0u8..9).prop_map(|(f, op)| Message::Control {
@@ -375,7 +390,10 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                 },
             ),
         ),
-        ("repair_request", envelope(2, 3, Message::RepairRequest { term: 3, first: 5, last: 6 })),
+        (
+            "repair_request",
+            envelope(2, 3, Message::RepairRequest { term: 3, first: 5, last: 6, first_term: 2 }),
+        ),
         (
             "repair_reply",
             envelope(
@@ -385,11 +403,53 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                     term: 3,
                     first: 5,
                     last: 6,
+                    lacks: false,
                     entries: vec![Entry::new(5, 2, "set y = 2"), Entry::new(6, 3, "")],
                 },
             ),
         ),
         ("snapshot_request", envelope(2, 1, Message::SnapshotRequest { term: 3, index: 5 })),
+        (
+            "repair_offer",
+            envelope(
+                1,
+                2,
+                Message::RepairOffer {
+                    term: 3,
+                    index: 8,
+                    manifest: Bytes::from_static(b"RLSM..."),
+                },
+            ),
+        ),
+        (
+            "repair_pull",
+            envelope(
+                2,
+                1,
+                Message::RepairPull {
+                    term: 3,
+                    index: 8,
+                    requests: vec![ChunkRequest {
+                        slot: 0,
+                        name: "checksum".into(),
+                        offset: 0,
+                        len: 32,
+                    }],
+                },
+            ),
+        ),
+        (
+            "repair_chunks",
+            envelope(
+                1,
+                2,
+                Message::RepairChunks {
+                    term: 3,
+                    index: 8,
+                    chunks: vec![Bytes::from_static(b"a chunk")],
+                },
+            ),
+        ),
         (
             "control_repairs",
             envelope(0, 2, Message::Control { request_id: 9, op: ControlOp::Repairs }),
@@ -405,6 +465,7 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                         damaged: vec![(7, 7)],
                         repaired: vec![Repaired { first: 5, last: 6, from: 3 }],
                         lost: vec![(2, 2)],
+                        cut: vec![(9, 12)],
                     },
                 },
             ),

@@ -54,6 +54,24 @@ impl<F: FileSystem> RaftLog<F> {
         Ok(self.last_index())
     }
 
+    /// Drops the uncommitted entries from `from` on, durably (a damaged tail no quorum ever
+    /// held: `replication::repair`). At or below the commit index is `Error::Committed`.
+    pub fn truncate_uncommitted(&self, from: u64) -> Result<()> {
+        let _mutation = lock(&self.mutation);
+        let commit = self.commit_index();
+        if from <= commit {
+            return Err(Error::Committed { index: from, commit });
+        }
+        if from > self.last_index() {
+            return Ok(());
+        }
+        let mut memory = write(&self.memory);
+        memory.uncommitted.truncate_from(from);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(memory);
+        self.store.truncate_suffix(from)
+    }
+
     /// Whether entries may be written from `from` on: above the commit index, without a gap,
     /// and within the back-pressure bound.
     fn check_appendable(&self, from: u64) -> Result<()> {

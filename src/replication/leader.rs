@@ -66,7 +66,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if !self.configuration().is_voter(self.id) || self.is_removed() {
             return Err(Error::MembershipChange { reason: "only a voter leads" });
         }
-        if self.membership.blind().is_some() {
+        if !self.configuration_known() {
             // A damaged entry not repaired yet may hide a later configuration.
             return Err(Error::MembershipChange { reason: "configuration unknown past damage" });
         }
@@ -211,10 +211,23 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         progress.last_heard_tick = self.now;
         progress.last_sent_tick = Some(self.now);
         let offered = leader.offered.get(&from).filter(|meta| meta.index == index).cloned();
-        let source = match offered.as_ref().map(|meta| self.snapshots.source(meta)) {
-            Some(Ok(source)) => source,
+        let chunks = match offered.map(|meta| self.chunks(&meta, requests)) {
+            Some(Ok(chunks)) => chunks,
             _ => return self.offer_snapshot(from),
         };
+        let message = Message::SnapshotChunks { term: self.term, index, chunks };
+        self.outbox.push(self.envelope(from, message));
+        Ok(())
+    }
+
+    /// The encoded chunks of snapshot `meta` that `requests` ask for, within
+    /// `snapshot_message_bytes_max`.
+    pub(super) fn chunks(
+        &self,
+        meta: &SnapshotMeta,
+        requests: &[ChunkRequest],
+    ) -> Result<Vec<Bytes>> {
+        let source = self.snapshots.source(meta)?;
         let mut chunks = Vec::new();
         let mut bytes = 0u64;
         for request in requests {
@@ -225,9 +238,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             bytes += encoded.len() as u64;
             chunks.push(encoded);
         }
-        let message = Message::SnapshotChunks { term: self.term, index, chunks };
-        self.outbox.push(self.envelope(from, message));
-        Ok(())
+        Ok(chunks)
     }
 
     /// Offers the latest snapshot to a follower whose next entry is compacted.

@@ -195,8 +195,9 @@ pub(super) struct Tracker {
     stable: u64,
     /// This node was a member of some configuration it held.
     was_member: bool,
-    /// The log could not be read past this damaged entry: a configuration may lie beyond it.
-    blind: Option<u64>,
+    /// The first and last damaged entries the last read skipped (read again by the next,
+    /// once repaired): any of them may be a configuration entry.
+    skipped: Option<(u64, u64)>,
 }
 
 impl Tracker {
@@ -214,7 +215,7 @@ impl Tracker {
             scanned: (index, term),
             stable: index,
             was_member,
-            blind: None,
+            skipped: None,
         };
         tracker.track(id, log)?;
         Ok(tracker)
@@ -241,6 +242,18 @@ impl Tracker {
         Some(self.entries[..before].last().map_or(&self.base.1, |(_, _, config)| config))
     }
 
+    /// Every member of every configuration tracked (the base's and those the log holds),
+    /// ascending: whom to ask for what this node lacks.
+    pub fn everyone(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = std::iter::once(&self.base.1)
+            .chain(self.entries.iter().map(|(_, _, config)| config))
+            .flat_map(Configuration::members)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// The configuration in effect at `index` (at or above the base's).
     pub fn at(&self, index: u64) -> &Configuration {
         self.entries
@@ -251,9 +264,14 @@ impl Tracker {
     }
 
     /// The damaged entry the log could not be read past, if any (configurations beyond it
-    /// are unknown until it is repaired).
-    pub fn blind(&self) -> Option<u64> {
-        self.blind
+    /// The last damaged entry the log could not be read at, unless a committed configuration
+    /// entry follows it (its payload is the whole configuration, so what the damaged entries
+    /// held no longer matters): configurations beyond it are then unknown.
+    pub fn unknown_past(&self, commit: u64) -> Option<u64> {
+        let (_, last_skipped) = self.skipped?;
+        let settled =
+            self.entries.iter().any(|(index, ..)| *index > last_skipped && *index <= commit);
+        (!settled).then_some(last_skipped)
     }
 
     /// Whether this node was a member once and a committed configuration excludes it.
@@ -269,17 +287,17 @@ impl Tracker {
         let (scanned, term) = self.scanned;
         let diverged = scanned > last || log.term(scanned).ok() != Some(term);
         let from = if diverged { self.stable.max(self.base.0) + 1 } else { scanned + 1 };
+        // Damaged entries skipped last time are read again (they may have been repaired).
+        let from = self.skipped.take().map_or(from, |(first, _)| from.min(first));
         self.entries.retain(|(index, ..)| *index < from);
         let mut next = from;
-        self.blind = None;
         while next <= last {
             let batch = match log.entries(next, last + 1, 1 << 20) {
                 Err(Error::Damaged { index, .. }) => {
-                    // Read again from here at the next call, once repaired.
-                    self.blind = Some(index);
-                    self.scanned = (index - 1, log.term(index - 1)?);
-                    self.stable = log.commit_index().min(index - 1);
-                    return Ok(());
+                    let first = self.skipped.map_or(index, |(first, _)| first);
+                    self.skipped = Some((first, index));
+                    next = index + 1;
+                    continue;
                 }
                 batch => batch?,
             };
@@ -331,6 +349,11 @@ impl Tracker {
     /// Forgets entries at or below `index` (folded into the base), as compaction will make
     /// them unreadable.
     pub fn fold_through(&mut self, index: u64) {
+        // Damaged entries at or below it no longer matter: they are folded too.
+        self.skipped = self
+            .skipped
+            .filter(|(_, last)| *last > index)
+            .map(|(first, last)| (first.max(index + 1), last));
         let keep_from = self.entries.partition_point(|(at, ..)| *at <= index);
         if keep_from > 0 {
             let (_, _, config) = self.entries[keep_from - 1].clone();

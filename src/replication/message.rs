@@ -85,6 +85,8 @@ pub enum Message {
         first: u64,
         /// The last entry wanted.
         last: u64,
+        /// The term of `first` in the sender's log (its index records it).
+        first_term: u64,
     },
     /// The answer: the copies the peer holds of a prefix of `[first, last]`; none when it
     /// holds none (compacted, damaged there too, beyond its log).
@@ -95,16 +97,48 @@ pub enum Message {
         first: u64,
         /// The request's last entry.
         last: u64,
+        /// The peer's log does not hold `(first, first_term)` at all (it ends before, or
+        /// holds another term there): not compacted, not damaged, never had it.
+        lacks: bool,
         /// Contiguous entries from `first` (at most `ENTRIES_MAX`).
         entries: Vec<Entry>,
     },
-    /// Follower to leader: committed entries from `index` on are lost everywhere this node
-    /// asked, and not applied here: offer a snapshot that covers `index`.
+    /// Any node to a peer: entries through `index` are lost everywhere this node asked, and
+    /// not applied here: offer a snapshot that covers `index`. Acted on whatever its term.
     SnapshotRequest {
-        /// The follower's term.
+        /// The sender's term (for information only).
         term: u64,
-        /// The first lost entry.
+        /// The last lost entry.
         index: u64,
+    },
+    /// The answer: a snapshot at `index` (at or above the one asked for), or none (an empty
+    /// manifest). Pulled with `RepairPull`, served with `RepairChunks`: the leader's snapshot
+    /// transfer, between any two nodes and whatever their terms.
+    RepairOffer {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The snapshot's index (the index asked for, when none is offered).
+        index: u64,
+        /// The snapshot's manifest; empty when the peer has none covering the index.
+        manifest: Bytes,
+    },
+    /// Chunks of the offered snapshot still missing (as `SnapshotPull`).
+    RepairPull {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The index of the snapshot being pulled.
+        index: u64,
+        /// What to send (at most `PULL_REQUESTS_MAX`).
+        requests: Vec<crate::snapshot::ChunkRequest>,
+    },
+    /// Chunks of the snapshot at `index` (as `SnapshotChunks`).
+    RepairChunks {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The index of the snapshot.
+        index: u64,
+        /// Encoded chunks.
+        chunks: Vec<Bytes>,
     },
     /// Node to operator: the answer to `ControlOp::Repairs`.
     RepairStatus {
@@ -260,8 +294,11 @@ pub struct RepairReport {
     /// Ranges repaired, each from one peer's copies (oldest first; the last `REPORTS_MAX`).
     pub repaired: Vec<Repaired>,
     /// Ranges no peer held (the last `REPORTS_MAX`): reported, then compacted behind a
-    /// snapshot when applied here, or asked of the leader as a snapshot when not.
+    /// snapshot when applied here, or replaced by a peer's snapshot when not.
     pub lost: Vec<(u64, u64)>,
+    /// Damaged uncommitted tails cut (the last `REPORTS_MAX`): every other member lacked the
+    /// entries, so no quorum ever held them; from the first damaged entry to the log's end.
+    pub cut: Vec<(u64, u64)>,
 }
 
 /// A range of entries rewritten from a peer's copies.

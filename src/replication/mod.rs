@@ -30,6 +30,7 @@
 //! 2. Nothing a node answers promises more than its disk holds (see `replica.rs`).
 
 mod appender;
+mod catch_up;
 mod leader;
 mod machine;
 mod membership;

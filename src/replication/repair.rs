@@ -13,30 +13,42 @@
 //! lost here: it is reported (`RepairReport::lost`), and
 //! - if this node applied it, it snapshots (unless a snapshot covers it) and compacts the log
 //!   through it: the damaged bytes are gone, and a follower that needs them gets a snapshot;
-//! - otherwise it asks the leader for a snapshot that covers it (`SnapshotRequest`).
+//! - otherwise it asks its peers in turn, the leader first, for a snapshot that covers it
+//!   (`SnapshotRequest`), and installs the first one offered (`catch_up`): a snapshot holds
+//!   only committed state, so whoever offers it, leader or follower. When none does, it asks
+//!   again after `LOST_RETRY_ROUNDS` rounds of `resend_ticks`.
 //!
 //! Invariants:
 //! 1. At most one request is outstanding, for the first damaged range (at most `ENTRIES_MAX`
-//!    entries); it is asked again of the next peer after `resend_ticks` without an answer.
+//!    entries): first for its entries, then for a snapshot covering it. It goes to the next
+//!    peer when the last one answered without, or did not answer within `resend_ticks`.
 //! 2. Repair messages change no term and no leader: their content is verified by (index,
-//!    term), whatever the sender's term.
+//!    term) and by snapshot manifests, whatever the sender's term.
 //! 3. A peer answers with what its reads return: never a damaged entry (the store's reads
 //!    never return one).
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
+use super::catch_up::{Receiving, Source};
 use super::machine::StateMachine;
+use super::membership::{Configuration, CONFIG_KIND};
 use super::message::{Message, NodeId, RepairReport, Repaired};
 use super::replica::Replica;
 use super::wire::ENTRIES_MAX;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
+use crate::snapshot::ChunkRequest;
 
 /// Payload bytes a peer puts in one `RepairReply`.
 const REPAIR_BYTES_MAX: u64 = 4 << 20;
 /// Repaired and lost ranges a report keeps (the most recent).
 pub const REPORTS_MAX: usize = 256;
+/// After every peer was asked in vain, the next round of asking waits this many
+/// `resend_ticks`.
+const LOST_RETRY_ROUNDS: u64 = 10;
 
 /// What a node is repairing and has repaired.
 #[derive(Debug, Default)]
@@ -45,6 +57,7 @@ pub(super) struct Repairs {
     asking: Option<Asking>,
     repaired: VecDeque<Repaired>,
     lost: VecDeque<(u64, u64)>,
+    cut: VecDeque<(u64, u64)>,
 }
 
 /// A range asked of peers in turn.
@@ -52,10 +65,26 @@ pub(super) struct Repairs {
 struct Asking {
     first: u64,
     last: u64,
-    /// Peers asked so far (the last is being asked), in order.
+    /// Asking for the entries, then for a snapshot covering them.
+    want: Want,
+    /// Peers asked so far for `want` (the last is being asked), in order.
     asked: Vec<NodeId>,
-    /// When the last one was asked.
+    /// Peers that answered that their log never held the range's first entry.
+    lacking: Vec<NodeId>,
+    /// When the last one was asked (or, after every peer, when asking may start over).
     sent_at: u64,
+}
+
+impl Asking {
+    fn new(first: u64, last: u64, want: Want) -> Self {
+        Asking { first, last, want, asked: Vec::new(), lacking: Vec::new(), sent_at: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Entries,
+    Snapshot,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -72,10 +101,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             damaged: self.log.damaged().into_iter().map(|r| (*r.start(), *r.end())).collect(),
             repaired: self.repairs.repaired.iter().copied().collect(),
             lost: self.repairs.lost.iter().copied().collect(),
+            cut: self.repairs.cut.iter().copied().collect(),
         }
     }
 
-    /// Asks the next peer for the first damaged range, when nothing is outstanding or the
+    /// Asks the next peer about the first damaged range, when nothing is outstanding or the
     /// last peer asked did not answer in time (invariant 1).
     pub(super) fn repair_tick(&mut self) -> Result<()> {
         let Some(range) = self.log.damaged().into_iter().next() else {
@@ -86,46 +116,141 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let last = (*range.end()).min(first.saturating_add(u64::from(ENTRIES_MAX) - 1));
         let asking = match self.repairs.asking.take() {
             Some(asking) if asking.first == first && asking.last == last => asking,
-            _ => Asking { first, last, asked: Vec::new(), sent_at: 0 },
+            _ => Asking::new(first, last, Want::Entries),
         };
-        let waiting = !asking.asked.is_empty()
-            && self.now.saturating_sub(asking.sent_at) < self.options.resend_ticks;
+        // A peer asked has `resend_ticks` to answer; before a round, `sent_at` is a pause.
+        let waiting = if asking.asked.is_empty() {
+            self.now < asking.sent_at
+        } else {
+            self.now < asking.sent_at.saturating_add(self.options.resend_ticks)
+        };
         self.repairs.asking = Some(asking);
         if waiting {
             return Ok(());
         }
+        if self.receiving.as_ref().is_some_and(|r| r.source == Source::Peer) {
+            self.receiving = None; // the peer's transfer stalled: the next peer
+        }
         self.ask_next_peer()
     }
 
-    /// Asks the next peer not asked yet; when none is left, the range is lost.
+    /// Asks the next peer not asked yet; when none is left, the entries are lost here and
+    /// the same peers are asked for a snapshot, then everything starts over later.
     fn ask_next_peer(&mut self) -> Result<()> {
-        let Some(asking) = self.repairs.asking.as_mut() else { return Ok(()) };
-        let config = self.membership.current();
+        // The range may be gone meanwhile (repaired, compacted, truncated): the next tick
+        // starts from what is damaged then.
+        let first_damaged = self.log.damaged().first().map(|r| *r.start());
+        if self.repairs.asking.as_ref().map(|a| a.first) != first_damaged {
+            self.repairs.asking = None;
+            return Ok(());
+        }
         let mut candidates: Vec<NodeId> = Vec::new();
-        for id in std::iter::once(self.leader_id).chain(config.members()) {
+        for id in std::iter::once(self.leader_id).chain(self.membership.everyone()) {
             if id != 0 && id != self.id && !candidates.contains(&id) {
                 candidates.push(id);
             }
         }
-        match candidates.into_iter().find(|id| !asking.asked.contains(id)) {
-            Some(peer) => {
-                asking.asked.push(peer);
-                asking.sent_at = self.now;
-                let (first, last) = (asking.first, asking.last);
-                let request = Message::RepairRequest { term: self.term, first, last };
-                self.outbox.push(self.envelope(peer, request));
-                Ok(())
-            }
-            None => {
-                let (first, last) = (asking.first, asking.last);
-                self.repairs.asking = None;
-                self.lose(first, last)
-            }
+        let Some(asking) = self.repairs.asking.as_mut() else { return Ok(()) };
+        if let Some(peer) = candidates.into_iter().find(|id| !asking.asked.contains(id)) {
+            asking.asked.push(peer);
+            asking.sent_at = self.now;
+            let (first, last, term) = (asking.first, asking.last, self.term);
+            let request = match asking.want {
+                Want::Entries => {
+                    let first_term = self.log.term(first)?;
+                    Message::RepairRequest { term, first, last, first_term }
+                }
+                Want::Snapshot => Message::SnapshotRequest { term, index: last },
+            };
+            self.outbox.push(self.envelope(peer, request));
+            return Ok(());
         }
+        let (first, last) = (asking.first, asking.last);
+        if asking.want == Want::Entries {
+            let lacking = std::mem::take(&mut asking.lacking);
+            if self.never_committed(first, &lacking)? {
+                self.repairs.asking = None;
+                return self.cut_from(first);
+            }
+            let Some(asking) = self.repairs.asking.as_mut() else { return Ok(()) };
+            if self.repairs.lost.back() != Some(&(first, last)) {
+                push_bounded(&mut self.repairs.lost, (first, last));
+            }
+            if self.log.applied_index() >= last {
+                self.repairs.asking = None;
+                return self.compact_past(last);
+            }
+            *asking = Asking::new(first, last, Want::Snapshot);
+            return self.ask_next_peer();
+        }
+        // Nobody could help: ask everyone again later (a peer may catch up or snapshot).
+        let pause = self.options.resend_ticks.saturating_mul(LOST_RETRY_ROUNDS);
+        *asking = Asking::new(first, last, Want::Entries);
+        asking.sent_at = self.now.saturating_add(pause);
+        Ok(())
     }
 
-    /// Answers a peer's request with the copies this node's reads return.
-    pub(super) fn on_repair_request(&mut self, from: NodeId, first: u64, last: u64) -> Result<()> {
+    /// Whether the entry at `first` can never have been committed: it lies above the commit
+    /// index, and every other member of every configuration this node knows from there on
+    /// (the one in effect, and any in the readable entries after `first`) answered that its
+    /// log never held it, each configuration having another voter. A quorum of any of them
+    /// then never held it (one change at a time: the configuration the damaged entry may
+    /// hold differs from the one before by one member, already asked).
+    fn never_committed(&self, first: u64, lacking: &[NodeId]) -> Result<bool> {
+        if first <= self.log.commit_index() {
+            return Ok(false);
+        }
+        let mut configs = vec![self.membership.current().clone()];
+        let mut next = first + 1;
+        while next <= self.log.last_index() {
+            let batch = match self.log.entries(next, self.log.last_index() + 1, 1 << 20) {
+                Ok(batch) if !batch.is_empty() => batch,
+                _ => return Ok(false), // unreadable past the damage too: undecided
+            };
+            next += batch.len() as u64;
+            for entry in batch.iter().filter(|e| e.kind == CONFIG_KIND) {
+                configs.push(Configuration::decode(&entry.payload)?);
+            }
+        }
+        Ok(configs.iter().all(|config| {
+            let others: Vec<NodeId> =
+                config.members().into_iter().filter(|m| *m != self.id).collect();
+            config.voters().iter().any(|v| *v != self.id)
+                && others.iter().all(|m| lacking.contains(m))
+        }))
+    }
+
+    /// Cuts the damaged uncommitted tail from `first` (`never_committed`), as recovery cuts a
+    /// torn tail: durable when it returns; a leader sends the entries again.
+    fn cut_from(&mut self, first: u64) -> Result<()> {
+        let last = self.log.last_index();
+        self.log.truncate_uncommitted(first)?;
+        push_bounded(&mut self.repairs.cut, (first, last));
+        self.track_membership()
+    }
+
+    /// Lost entries this node applied: a snapshot covers them, then the log forgets them.
+    fn compact_past(&mut self, last: u64) -> Result<()> {
+        let covered = self.snapshots.latest()?.is_some_and(|meta| meta.index >= last);
+        if !covered {
+            self.snapshot()?;
+        }
+        self.membership.fold_through(last);
+        self.log.compact(last)
+    }
+
+    /// Answers a peer's request with the copies this node's reads return, or says that its
+    /// log never held `(first, first_term)`.
+    pub(super) fn on_repair_request(
+        &mut self,
+        from: NodeId,
+        first: u64,
+        last: u64,
+        first_term: u64,
+    ) -> Result<()> {
+        let lacks = first > self.log.last_index()
+            || (first >= self.log.first_index()
+                && self.log.term(first).is_ok_and(|term| term != first_term));
         let entries = if first == 0 || last < first || last > self.log.last_index() {
             Vec::new()
         } else {
@@ -138,9 +263,23 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 Err(error) => return Err(error),
             }
         };
-        let reply = Message::RepairReply { term: self.term, first, last, entries };
+        let reply = Message::RepairReply { term: self.term, first, last, lacks, entries };
         self.outbox.push(self.envelope(from, reply));
         Ok(())
+    }
+
+    /// A chunk of the snapshot a peer offered arrived: its transfer is alive.
+    pub(super) fn repair_progressed(&mut self) {
+        if let Some(asking) = self.repairs.asking.as_mut() {
+            asking.sent_at = self.now;
+        }
+    }
+
+    /// Whether `from`'s answer is the one awaited for `want` of the range from `first`.
+    fn awaited(&self, from: NodeId, want: Want, first: Option<u64>) -> bool {
+        self.repairs.asking.as_ref().is_some_and(|a| {
+            a.want == want && a.asked.last() == Some(&from) && first.is_none_or(|f| f == a.first)
+        })
     }
 
     /// Writes a peer's copies over the damaged entries they match; a peer without them (or
@@ -149,15 +288,16 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         &mut self,
         from: NodeId,
         first: u64,
+        lacks: bool,
         entries: Vec<Entry>,
     ) -> Result<()> {
-        let expected = self
-            .repairs
-            .asking
-            .as_ref()
-            .is_some_and(|a| a.first == first && a.asked.last() == Some(&from));
-        if !expected {
+        if !self.awaited(from, Want::Entries, Some(first)) {
             return Ok(());
+        }
+        if lacks {
+            if let Some(asking) = self.repairs.asking.as_mut() {
+                asking.lacking.push(from);
+            }
         }
         let damaged = self.log.damaged();
         let copies: Vec<Entry> =
@@ -173,50 +313,58 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 // What the damage held back goes on: the configuration, then applying.
                 self.track_membership()
             }
-            Err(Error::RepairRefused { .. }) => self.ask_next_peer(),
             Err(error) => Err(error),
         }
     }
 
-    /// No peer holds `[first, last]`: reported; compacted away if applied, else asked of the
-    /// leader as a snapshot.
-    fn lose(&mut self, first: u64, last: u64) -> Result<()> {
-        if self.repairs.lost.back() != Some(&(first, last)) {
-            push_bounded(&mut self.repairs.lost, (first, last));
+    /// Offers a peer that lost entries through `index` this node's latest snapshot, taking
+    /// one first if it does not cover them and this node applied them; an empty offer if
+    /// neither.
+    pub(super) fn on_snapshot_request(&mut self, from: NodeId, index: u64) -> Result<()> {
+        let covered = self.snapshots.latest()?.is_some_and(|meta| meta.index >= index);
+        if !covered && self.log.applied_index() >= index {
+            self.snapshot()?;
         }
-        if self.log.applied_index() >= last {
-            let covered = self.snapshots.latest()?.is_some_and(|meta| meta.index >= last);
-            if !covered {
-                self.snapshot()?;
+        let offer = match self.snapshots.latest()?.filter(|meta| meta.index >= index) {
+            Some(meta) => {
+                let manifest = Bytes::copy_from_slice(self.snapshots.source(&meta)?.manifest());
+                Message::RepairOffer { term: self.term, index: meta.index, manifest }
             }
-            self.membership.fold_through(last);
-            return self.log.compact(last);
-        }
-        if self.leader.is_none() && self.leader_id != 0 {
-            let request = Message::SnapshotRequest { term: self.term, index: first };
-            self.outbox.push(self.envelope(self.leader_id, request));
-        }
+            None => Message::RepairOffer { term: self.term, index, manifest: Bytes::new() },
+        };
+        self.outbox.push(self.envelope(from, offer));
         Ok(())
     }
 
-    /// A follower lost entries from `index` on: offers it a snapshot that covers them,
-    /// taking one first if the latest does not and this leader applied them.
-    pub(super) fn on_snapshot_request(&mut self, from: NodeId, index: u64) -> Result<()> {
-        let Some(leader) = self.leader.as_ref() else { return Ok(()) };
-        if !leader.peers.contains_key(&from) {
+    /// Takes a peer's offer of a snapshot covering the lost entries, or asks the next peer.
+    pub(super) fn on_repair_offer(&mut self, from: NodeId, manifest: Bytes) -> Result<()> {
+        if !self.awaited(from, Want::Snapshot, None) {
             return Ok(());
         }
-        let covered = self.snapshots.latest()?.is_some_and(|meta| meta.index >= index);
-        if !covered {
-            if self.log.applied_index() < index {
-                return Ok(()); // lost here too, unapplied: nothing can cover it
-            }
-            self.snapshot()?;
+        if manifest.is_empty() {
+            return self.ask_next_peer();
         }
-        self.offer_snapshot(from)
+        self.receiving = Some(Receiving { from, source: Source::Peer, manifest });
+        self.pull()
+    }
+
+    /// Serves chunks of this node's latest snapshot to a peer repairing from it, or offers
+    /// it again when the one pulled is gone.
+    pub(super) fn on_repair_pull(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        requests: &[ChunkRequest],
+    ) -> Result<()> {
+        let Some(meta) = self.snapshots.latest()?.filter(|meta| meta.index == index) else {
+            return self.on_snapshot_request(from, index);
+        };
+        let chunks = self.chunks(&meta, requests)?;
+        let message = Message::RepairChunks { term: self.term, index, chunks };
+        self.outbox.push(self.envelope(from, message));
+        Ok(())
     }
 }
-
 fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
     if list.len() == REPORTS_MAX {
         list.pop_front();

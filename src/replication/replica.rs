@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::appender::Appender;
+use super::catch_up::{Receiving, Source};
 use super::leader::LeaderState;
 use super::machine::StateMachine;
 use super::membership::{Configuration, Tracker, CONFIG_KIND};
@@ -28,14 +29,11 @@ use super::repair::Repairs;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
-use crate::snapshot::{Chunk, SnapshotLog, SnapshotMeta, SnapshotStore};
+use crate::snapshot::{SnapshotLog, SnapshotMeta, SnapshotStore};
 use crate::RaftLog;
 
 /// The entry kind of the no-op a new leader appends to commit its term (Raft §5.4.2).
 pub const NOOP_KIND: u8 = 1;
-
-/// Chunk requests a follower asks for at a time.
-const PULL_REQUESTS: usize = 64;
 
 /// One node of a replicated group; see the module docs.
 pub struct Replica<F: FileSystem, M: StateMachine<F>> {
@@ -50,12 +48,12 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     /// The leader of `term` this node knows of (0: none).
     pub(super) leader_id: NodeId,
     pub(super) leader: Option<LeaderState>,
-    appender: Appender,
+    pub(super) appender: Appender,
     /// A follower's highest index known equal to the leader's log this term: a heartbeat's
     /// commit index applies only up to it.
-    matched_through: u64,
-    /// Manifest of the snapshot being pulled.
-    receiving: Option<Bytes>,
+    pub(super) matched_through: u64,
+    /// The snapshot being pulled: from whom, which, and the manifest (`catch_up`).
+    pub(super) receiving: Option<Receiving>,
     /// Messages that may leave now.
     pub(super) outbox: Vec<Envelope>,
     /// Messages that may leave after the next fdatasync (invariant 2).
@@ -64,7 +62,7 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     pub(super) unsynced: bool,
     /// Ticks since start.
     pub(super) now: u64,
-    snapshots_installed: u64,
+    pub(super) snapshots_installed: u64,
     /// Damaged entries being repaired from peers, and what was repaired or lost.
     pub(super) repairs: Repairs,
 }
@@ -189,6 +187,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.membership.current_index()
     }
 
+    /// Whether this node's log was read through its end for configurations: false while a
+    /// damaged entry, not repaired yet, may hide a later one (the node then refuses to lead).
+    pub fn configuration_known(&self) -> bool {
+        self.membership.unknown_past(self.log.commit_index()).is_none()
+    }
+
     /// Whether a committed configuration removed this node (it then serves nothing).
     pub fn is_removed(&self) -> bool {
         self.membership.removed(self.id, self.log.commit_index())
@@ -251,11 +255,19 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
         // Repair messages act on no term (`repair` invariant 2).
         match message {
-            Message::RepairRequest { first, last, .. } => {
-                return self.on_repair_request(from, first, last)
+            Message::RepairRequest { first, last, first_term, .. } => {
+                return self.on_repair_request(from, first, last, first_term)
             }
-            Message::RepairReply { first, entries, .. } => {
-                return self.on_repair_reply(from, first, entries)
+            Message::RepairReply { first, lacks, entries, .. } => {
+                return self.on_repair_reply(from, first, lacks, entries)
+            }
+            Message::SnapshotRequest { index, .. } => return self.on_snapshot_request(from, index),
+            Message::RepairOffer { manifest, .. } => return self.on_repair_offer(from, manifest),
+            Message::RepairPull { index, requests, .. } => {
+                return self.on_repair_pull(from, index, &requests)
+            }
+            Message::RepairChunks { index, chunks, .. } => {
+                return self.on_chunks(from, Source::Peer, index, &chunks)
             }
             _ => {}
         }
@@ -265,9 +277,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             | Message::SnapshotOffer { term, .. }
             | Message::SnapshotChunks { term, .. } => (*term, true),
             Message::AppendReply(r) => (r.term, false),
-            Message::SnapshotPull { term, .. } | Message::SnapshotRequest { term, .. } => {
-                (*term, false)
-            }
+            Message::SnapshotPull { term, .. } => (*term, false),
             _ => return Err(Error::BadMessage { reason: "not a message between nodes" }),
         };
         if term < self.term {
@@ -286,7 +296,6 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 Message::SnapshotPull { index, requests, .. } => {
                     self.on_pull(from, index, &requests)
                 }
-                Message::SnapshotRequest { index, .. } => self.on_snapshot_request(from, index),
                 _ => unreachable!("only replies reach here"),
             };
         }
@@ -315,10 +324,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 Ok(())
             }
             Message::SnapshotOffer { manifest, .. } => {
-                self.receiving = Some(manifest);
-                self.pull(from)
+                self.receiving = Some(Receiving { from, source: Source::Leader, manifest });
+                self.pull()
             }
-            Message::SnapshotChunks { index, chunks, .. } => self.on_chunks(from, index, &chunks),
+            Message::SnapshotChunks { index, chunks, .. } => {
+                self.on_chunks(from, Source::Leader, index, &chunks)
+            }
             _ => unreachable!("only leader messages reach here"),
         }
     }
@@ -357,7 +368,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
 
     /// Queues an answer to the leader; an `Accepted` one waits for the fdatasync. With
     /// `Mismatch`, `match_index` is the refused request's previous index.
-    fn answer(&mut self, to: NodeId, status: AppendStatus, match_index: u64) {
+    pub(super) fn answer(&mut self, to: NodeId, status: AppendStatus, match_index: u64) {
         if status == AppendStatus::Accepted {
             self.matched_through = self.matched_through.max(match_index);
             self.unsynced = true;
@@ -384,52 +395,6 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
 
     pub(super) fn envelope(&self, to: NodeId, message: Message) -> Envelope {
         Envelope { from: self.id, to, message }
-    }
-
-    /// Asks the leader for what the offered snapshot still lacks, or installs it when
-    /// nothing does.
-    fn pull(&mut self, leader: NodeId) -> Result<()> {
-        let Some(manifest) = self.receiving.clone() else { return Ok(()) };
-        let receiver = self.snapshots.receive(&manifest)?;
-        let index = receiver.meta().index;
-        if self.log.applied_index() >= index {
-            // Already applied past it (the offer raced the log): what it covers is committed
-            // here, so it matches the leader's.
-            receiver.abort()?;
-            self.receiving = None;
-            self.answer(leader, AppendStatus::Accepted, index);
-            return Ok(());
-        }
-        let requests = receiver.missing(None, PULL_REQUESTS);
-        if !requests.is_empty() {
-            let pull = Message::SnapshotPull { term: self.term, index, requests };
-            self.outbox.push(self.envelope(leader, pull));
-            return Ok(());
-        }
-        let meta = receiver.install_with_log(&*self.log)?;
-        let config = Configuration::decode(&meta.configuration)?;
-        self.membership.rebase(self.id, (meta.index, meta.term), config, &self.log)?;
-        self.machine.restore(&self.snapshots, &meta)?;
-        self.receiving = None;
-        self.appender.reset();
-        self.matched_through = meta.index;
-        self.snapshots_installed += 1;
-        self.answer(leader, AppendStatus::Accepted, meta.index);
-        Ok(())
-    }
-
-    fn on_chunks(&mut self, leader: NodeId, index: u64, chunks: &[Bytes]) -> Result<()> {
-        let Some(manifest) = self.receiving.clone() else { return Ok(()) };
-        let mut receiver = self.snapshots.receive(&manifest)?;
-        if receiver.meta().index != index {
-            return Ok(());
-        }
-        for chunk in chunks {
-            receiver.accept(&Chunk::decode(chunk)?)?;
-        }
-        receiver.checkpoint()?;
-        drop(receiver);
-        self.pull(leader)
     }
 
     /// Advances time by one tick: heartbeats and resends on a leader, parked requests'

@@ -10,12 +10,10 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::membership::{ConfChange, MEMBERS_MAX};
-use super::message::{
-    Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeStatus,
-    PeerStatus, RepairReport, Repaired,
-};
-use super::repair::REPORTS_MAX;
+mod control;
+
+use super::membership::MEMBERS_MAX;
+use super::message::{Append, AppendReply, AppendStatus, Envelope, Message};
 use crate::entry::{Entry, INDEX_MAX};
 use crate::error::{Error, Result};
 use crate::snapshot::ChunkRequest;
@@ -57,6 +55,9 @@ fn kind_of(message: &Message) -> u8 {
         Message::RepairReply { .. } => 13,
         Message::SnapshotRequest { .. } => 14,
         Message::RepairStatus { .. } => 15,
+        Message::RepairOffer { .. } => 16,
+        Message::RepairPull { .. } => 17,
+        Message::RepairChunks { .. } => 18,
     }
 }
 
@@ -95,7 +96,12 @@ fn body_size_hint(message: &Message) -> usize {
     match message {
         Message::Append(a) => append(a),
         Message::Relay { targets, append: a } => 4 + 8 * targets.len() + append(a),
-        Message::SnapshotChunks { chunks, .. } => chunks.iter().map(|c| c.len() + 4).sum(),
+        Message::SnapshotChunks { chunks, .. } | Message::RepairChunks { chunks, .. } => {
+            chunks.iter().map(|c| c.len() + 4).sum()
+        }
+        Message::RepairReply { entries, .. } => {
+            entries.iter().map(|e| ENTRY_HEADER_BYTES + e.payload.len()).sum::<usize>() + 28
+        }
         _ => 128,
     }
 }
@@ -132,6 +138,11 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             }
             encode_append(append, out);
         }
+        Message::ClientWrite { .. }
+        | Message::ClientReply { .. }
+        | Message::Control { .. }
+        | Message::ControlReply { .. }
+        | Message::RepairStatus { .. } => control::encode_body(message, out),
         Message::AppendReply(r) => {
             out.put_u64_le(r.term);
             out.put_u8(status_code(r.status));
@@ -143,127 +154,40 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             out.put_u64_le(*term);
             out.put_u64_le(*leader_commit);
         }
-        Message::RepairRequest { term, first, last } => {
-            for field in [*term, *first, *last] {
+        Message::RepairRequest { term, first, last, first_term } => {
+            for field in [*term, *first, *last, *first_term] {
                 out.put_u64_le(field);
             }
         }
-        Message::RepairReply { term, first, last, entries } => {
+        Message::RepairReply { term, first, last, lacks, entries } => {
             for field in [*term, *first, *last] {
                 out.put_u64_le(field);
             }
+            out.put_u8(u8::from(*lacks));
             encode_entries(entries, out);
         }
         Message::SnapshotRequest { term, index } => {
             out.put_u64_le(*term);
             out.put_u64_le(*index);
         }
-        Message::RepairStatus { request_id, report } => {
-            out.put_u64_le(*request_id);
-            encode_report(report, out);
-        }
         Message::SnapshotOffer { term, manifest } => {
             out.put_u64_le(*term);
             put_len(out, manifest.len());
             out.extend_from_slice(manifest);
         }
-        Message::SnapshotPull { term, index, requests } => {
+        Message::SnapshotPull { term, index, requests }
+        | Message::RepairPull { term, index, requests } => {
+            encode_pull(*term, *index, requests, out)
+        }
+        Message::SnapshotChunks { term, index, chunks }
+        | Message::RepairChunks { term, index, chunks } => {
+            encode_chunks(*term, *index, chunks, out)
+        }
+        Message::RepairOffer { term, index, manifest } => {
             out.put_u64_le(*term);
             out.put_u64_le(*index);
-            put_len(out, requests.len());
-            for r in requests {
-                out.put_u32_le(r.slot);
-                out.put_u64_le(r.offset);
-                out.put_u32_le(r.len);
-                out.put_u8(u8::try_from(r.name.len()).expect("snapshot names fit 255 bytes"));
-                out.extend_from_slice(r.name.as_bytes());
-            }
-        }
-        Message::SnapshotChunks { term, index, chunks } => {
-            out.put_u64_le(*term);
-            out.put_u64_le(*index);
-            put_len(out, chunks.len());
-            for chunk in chunks {
-                put_len(out, chunk.len());
-                out.extend_from_slice(chunk);
-            }
-        }
-        Message::ClientWrite { request_id, payload } => {
-            out.put_u64_le(*request_id);
-            put_len(out, payload.len());
-            out.extend_from_slice(payload);
-        }
-        Message::ClientReply { request_id, outcome, index, leader } => {
-            out.put_u64_le(*request_id);
-            out.put_u8(outcome_code(*outcome));
-            out.put_u64_le(*index);
-            out.put_u64_le(*leader);
-        }
-        Message::Control { request_id, op } => {
-            out.put_u64_le(*request_id);
-            match op {
-                ControlOp::Status => out.put_u8(0),
-                ControlOp::Vote { term, candidate, last_index, last_term } => {
-                    out.put_u8(1);
-                    for field in [*term, *candidate, *last_index, *last_term] {
-                        out.put_u64_le(field);
-                    }
-                }
-                ControlOp::BecomeLeader { term } => {
-                    out.put_u8(2);
-                    out.put_u64_le(*term);
-                }
-                ControlOp::Snapshot => out.put_u8(3),
-                ControlOp::Shutdown => out.put_u8(4),
-                ControlOp::Repairs => out.put_u8(8),
-                ControlOp::ChangeMembership(change) => {
-                    let (code, node) = match change {
-                        ConfChange::AddLearner(node) => (5, node),
-                        ConfChange::Promote(node) => (6, node),
-                        ConfChange::Remove(node) => (7, node),
-                    };
-                    out.put_u8(code);
-                    out.put_u64_le(*node);
-                }
-            }
-        }
-        Message::ControlReply { request_id, ok, error, status } => {
-            out.put_u64_le(*request_id);
-            out.put_u8(u8::from(*ok));
-            let text = truncated(error);
-            put_len(out, text.len());
-            out.extend_from_slice(text.as_bytes());
-            encode_status(status, out);
-        }
-    }
-}
-
-/// `text` cut to `TEXT_BYTES_MAX` bytes at a character boundary.
-fn truncated(text: &str) -> &str {
-    let mut end = text.len().min(TEXT_BYTES_MAX as usize);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn encode_status(s: &NodeStatus, out: &mut Vec<u8>) {
-    for field in [s.id, s.term, u64::from(s.leader), s.leader_id, s.first_index, s.last_index] {
-        out.put_u64_le(field);
-    }
-    for field in [s.last_term, s.commit_index, s.applied_index, s.snapshot_index] {
-        out.put_u64_le(field);
-    }
-    out.put_u64_le(s.snapshots_installed);
-    let peers = &s.peers[..s.peers.len().min(PEERS_MAX as usize)];
-    put_len(out, peers.len());
-    for p in peers {
-        for field in [p.id, p.match_index, p.next_index] {
-            out.put_u64_le(field);
-        }
-        out.put_u8(p.state);
-        for field in [p.batches_sent, p.bytes_sent, p.snapshots_sent] {
-            out.put_u64_le(field);
+            put_len(out, manifest.len());
+            out.extend_from_slice(manifest);
         }
     }
 }
@@ -279,12 +203,26 @@ fn status_code(status: AppendStatus) -> u8 {
     }
 }
 
-fn outcome_code(outcome: ClientOutcome) -> u8 {
-    match outcome {
-        ClientOutcome::Committed => 0,
-        ClientOutcome::NotLeader => 1,
-        ClientOutcome::Busy => 2,
-        ClientOutcome::Unknown => 3,
+fn encode_pull(term: u64, index: u64, requests: &[ChunkRequest], out: &mut Vec<u8>) {
+    out.put_u64_le(term);
+    out.put_u64_le(index);
+    put_len(out, requests.len());
+    for r in requests {
+        out.put_u32_le(r.slot);
+        out.put_u64_le(r.offset);
+        out.put_u32_le(r.len);
+        out.put_u8(u8::try_from(r.name.len()).expect("snapshot names fit 255 bytes"));
+        out.extend_from_slice(r.name.as_bytes());
+    }
+}
+
+fn encode_chunks(term: u64, index: u64, chunks: &[Bytes], out: &mut Vec<u8>) {
+    out.put_u64_le(term);
+    out.put_u64_le(index);
+    put_len(out, chunks.len());
+    for chunk in chunks {
+        put_len(out, chunk.len());
+        out.extend_from_slice(chunk);
     }
 }
 
@@ -389,162 +327,74 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
             })
         }
         3 => Message::Heartbeat { term: r.u64()?, leader_commit: r.u64()? },
-        12 => Message::RepairRequest { term: r.u64()?, first: r.u64()?, last: r.u64()? },
+        12 => {
+            let (term, first, last, first_term) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+            Message::RepairRequest { term, first, last, first_term }
+        }
         13 => {
             let (term, first, last) = (r.u64()?, r.u64()?, r.u64()?);
-            Message::RepairReply { term, first, last, entries: decode_entries(r)? }
+            let lacks = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(bad("repair reply flag")),
+            };
+            Message::RepairReply { term, first, last, lacks, entries: decode_entries(r)? }
         }
         14 => Message::SnapshotRequest { term: r.u64()?, index: r.u64()? },
-        15 => Message::RepairStatus { request_id: r.u64()?, report: decode_report(r)? },
         4 => {
             let term = r.u64()?;
             let len = r.len(FRAME_BYTES_MAX)?;
             Message::SnapshotOffer { term, manifest: r.bytes(len)? }
         }
         5 => {
-            let (term, index) = (r.u64()?, r.u64()?);
-            let count = r.count(PULL_REQUESTS_MAX, 17)?;
-            let mut requests = Vec::with_capacity(count);
-            for _ in 0..count {
-                let (slot, offset, len) = (r.u32()?, r.u64()?, r.u32()?);
-                let name_len = usize::from(r.u8()?);
-                let name = std::str::from_utf8(&r.bytes(name_len)?)
-                    .map_err(|_| bad("chunk name"))?
-                    .to_string();
-                requests.push(ChunkRequest { slot, name, offset, len });
-            }
+            let (term, index, requests) = decode_pull(r)?;
             Message::SnapshotPull { term, index, requests }
         }
         6 => {
-            let (term, index) = (r.u64()?, r.u64()?);
-            let count = r.count(PULL_REQUESTS_MAX, 4)?;
-            let mut chunks = Vec::with_capacity(count);
-            for _ in 0..count {
-                let len = r.len(FRAME_BYTES_MAX)?;
-                chunks.push(r.bytes(len)?);
-            }
+            let (term, index, chunks) = decode_chunks(r)?;
             Message::SnapshotChunks { term, index, chunks }
         }
-        7 => {
-            let request_id = r.u64()?;
+        16 => {
+            let (term, index) = (r.u64()?, r.u64()?);
             let len = r.len(FRAME_BYTES_MAX)?;
-            Message::ClientWrite { request_id, payload: r.bytes(len)? }
+            Message::RepairOffer { term, index, manifest: r.bytes(len)? }
         }
-        8 => {
-            let request_id = r.u64()?;
-            let outcome = match r.u8()? {
-                0 => ClientOutcome::Committed,
-                1 => ClientOutcome::NotLeader,
-                2 => ClientOutcome::Busy,
-                3 => ClientOutcome::Unknown,
-                _ => return Err(bad("client outcome")),
-            };
-            Message::ClientReply { request_id, outcome, index: r.u64()?, leader: r.u64()? }
+        17 => {
+            let (term, index, requests) = decode_pull(r)?;
+            Message::RepairPull { term, index, requests }
         }
-        9 => {
-            let request_id = r.u64()?;
-            let op = match r.u8()? {
-                0 => ControlOp::Status,
-                1 => ControlOp::Vote {
-                    term: r.u64()?,
-                    candidate: r.u64()?,
-                    last_index: r.u64()?,
-                    last_term: r.u64()?,
-                },
-                2 => ControlOp::BecomeLeader { term: r.u64()? },
-                3 => ControlOp::Snapshot,
-                4 => ControlOp::Shutdown,
-                5 => ControlOp::ChangeMembership(ConfChange::AddLearner(r.u64()?)),
-                6 => ControlOp::ChangeMembership(ConfChange::Promote(r.u64()?)),
-                7 => ControlOp::ChangeMembership(ConfChange::Remove(r.u64()?)),
-                8 => ControlOp::Repairs,
-                _ => return Err(bad("control operation")),
-            };
-            Message::Control { request_id, op }
+        18 => {
+            let (term, index, chunks) = decode_chunks(r)?;
+            Message::RepairChunks { term, index, chunks }
         }
-        10 => {
-            let request_id = r.u64()?;
-            let ok = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(bad("control flag")),
-            };
-            let len = r.len(TEXT_BYTES_MAX)?;
-            let error =
-                String::from_utf8(r.bytes(len)?.to_vec()).map_err(|_| bad("control error text"))?;
-            Message::ControlReply { request_id, ok, error, status: decode_status(r)? }
-        }
+        7..=10 | 15 => control::decode_body(kind, r)?,
         _ => return Err(bad("message kind")),
     })
 }
 
-fn decode_status(r: &mut Reader) -> Result<NodeStatus> {
-    let mut s = NodeStatus { id: r.u64()?, term: r.u64()?, ..NodeStatus::default() };
-    s.leader = match r.u64()? {
-        0 => false,
-        1 => true,
-        _ => return Err(bad("status leader flag")),
-    };
-    s.leader_id = r.u64()?;
-    s.first_index = r.u64()?;
-    s.last_index = r.u64()?;
-    s.last_term = r.u64()?;
-    s.commit_index = r.u64()?;
-    s.applied_index = r.u64()?;
-    s.snapshot_index = r.u64()?;
-    s.snapshots_installed = r.u64()?;
-    let count = r.count(PEERS_MAX, 49)?;
+fn decode_pull(r: &mut Reader) -> Result<(u64, u64, Vec<ChunkRequest>)> {
+    let (term, index) = (r.u64()?, r.u64()?);
+    let count = r.count(PULL_REQUESTS_MAX, 17)?;
+    let mut requests = Vec::with_capacity(count);
     for _ in 0..count {
-        let (id, match_index, next_index) = (r.u64()?, r.u64()?, r.u64()?);
-        let state = r.u8()?;
-        if state > 2 {
-            return Err(bad("peer state"));
-        }
-        let (batches_sent, bytes_sent, snapshots_sent) = (r.u64()?, r.u64()?, r.u64()?);
-        s.peers.push(PeerStatus {
-            id,
-            match_index,
-            next_index,
-            state,
-            batches_sent,
-            bytes_sent,
-            snapshots_sent,
-        });
+        let (slot, offset, len) = (r.u32()?, r.u64()?, r.u32()?);
+        let name_len = usize::from(r.u8()?);
+        let name =
+            std::str::from_utf8(&r.bytes(name_len)?).map_err(|_| bad("chunk name"))?.to_string();
+        requests.push(ChunkRequest { slot, name, offset, len });
     }
-    Ok(s)
+    Ok((term, index, requests))
 }
 
-fn encode_report(report: &RepairReport, out: &mut Vec<u8>) {
-    let ranges = |list: &[(u64, u64)], out: &mut Vec<u8>| {
-        let list = &list[list.len().saturating_sub(REPORTS_MAX)..];
-        put_len(out, list.len());
-        for (first, last) in list {
-            out.put_u64_le(*first);
-            out.put_u64_le(*last);
-        }
-    };
-    ranges(&report.damaged, out);
-    let repaired = &report.repaired[report.repaired.len().saturating_sub(REPORTS_MAX)..];
-    put_len(out, repaired.len());
-    for r in repaired {
-        for field in [r.first, r.last, r.from] {
-            out.put_u64_le(field);
-        }
+fn decode_chunks(r: &mut Reader) -> Result<(u64, u64, Vec<Bytes>)> {
+    let (term, index) = (r.u64()?, r.u64()?);
+    let count = r.count(PULL_REQUESTS_MAX, 4)?;
+    let mut chunks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = r.len(FRAME_BYTES_MAX)?;
+        chunks.push(r.bytes(len)?);
     }
-    ranges(&report.lost, out);
-}
-
-fn decode_report(r: &mut Reader) -> Result<RepairReport> {
-    let ranges = |r: &mut Reader| -> Result<Vec<(u64, u64)>> {
-        let count = r.count(REPORTS_MAX as u32, 16)?;
-        (0..count).map(|_| Ok((r.u64()?, r.u64()?))).collect()
-    };
-    let damaged = ranges(r)?;
-    let count = r.count(REPORTS_MAX as u32, 24)?;
-    let repaired = (0..count)
-        .map(|_| Ok(Repaired { first: r.u64()?, last: r.u64()?, from: r.u64()? }))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RepairReport { damaged, repaired, lost: ranges(r)? })
+    Ok((term, index, chunks))
 }
 
 /// A cursor over a frame's body; every read checks the bytes left.
