@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftlog::replication::tcp::Connection;
 use raftlog::replication::{
-    ClientOutcome, ConfChange, ControlOp, Envelope, Message, NodeId, NodeStatus,
+    ClientOutcome, ConfChange, ControlOp, Envelope, Message, NodeId, NodeStatus, RepairReport,
 };
 
 use crate::node::NodeConfig;
@@ -125,6 +125,28 @@ impl Cluster {
             {
                 if r == request_id {
                     return Ok((ok, status));
+                }
+            }
+        }
+    }
+
+    /// What node `id` found damaged in its log, repaired and lost (`ControlOp::Repairs`).
+    pub fn repairs(&mut self, id: NodeId) -> Result<RepairReport, Error> {
+        let mut connection = Connection::connect(self.addr(id), CONNECT)?;
+        let request_id = self.next_request;
+        self.next_request += 1;
+        let op = ControlOp::Repairs;
+        connection.send(&Envelope {
+            from: 0,
+            to: id,
+            message: Message::Control { request_id, op },
+        })?;
+        loop {
+            if let Message::RepairStatus { request_id: r, report } =
+                connection.receive(REPLY)?.message
+            {
+                if r == request_id {
+                    return Ok(report);
                 }
             }
         }

@@ -7,18 +7,22 @@
 //! then the log), and moves leadership to an up-to-date follower through an election it runs.
 //! With `--add-node`, a new node joins mid-run as a learner, catches up (by snapshot, then the
 //! log, when the leader compacted) and is promoted to voter; with `--remove-node`, a follower
-//! is removed from the group and stopped. At the end it stops every node, reopens the log of
-//! every member and checks that all hold the same entries through the last acknowledged index.
+//! is removed from the group and stopped; with `--corrupt N`, N times a follower is stopped,
+//! one byte of an entry in one of its sealed segments is flipped, and the follower is restarted:
+//! it finds the damage and rewrites the entry from a peer's copy (`repairs` in the summary). At
+//! the end it stops every node, reopens the log of every member and checks that all hold the
+//! same entries through the last acknowledged index.
 //!
 //! `cargo run --release --example cluster -- [--nodes N] [--entries N] [--payload BYTES]
 //! [--kills N] [--snapshot-every N] [--leader-changes N] [--add-node] [--remove-node]
-//! [--relay[=N]] [--dir DIR] [--json] [--no-sync] [--window N]`
+//! [--corrupt N] [--relay[=N]] [--dir DIR] [--json] [--no-sync] [--window N]`
 //!
 //! `--relay`: relay fan-out, the leader sends each batch to N followers (default 2), which
 //! forward it to the others (`ReplicationOptions::first_level_size`); the summary's
 //! `leader_bytes_sent` is the payload bytes the last leader sent itself.
 
 mod cluster;
+mod damage;
 mod node;
 
 use std::collections::BTreeMap;
@@ -45,6 +49,7 @@ struct Args {
     no_sync: bool,
     window: usize,
     relay: usize,
+    corrupt: u64,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, Error> {
@@ -62,6 +67,7 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
         no_sync: false,
         window: 256,
         relay: 0,
+        corrupt: 0,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -79,6 +85,7 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
             "--kills" => parsed.kills = value()?.parse()?,
             "--snapshot-every" => parsed.snapshot_every = value()?.parse()?,
             "--leader-changes" => parsed.leader_changes = value()?.parse()?,
+            "--corrupt" => parsed.corrupt = value()?.parse()?,
             "--dir" => parsed.dir = Some(value()?),
             "--window" => parsed.window = value()?.parse()?,
             // `--relay` alone: two relays; `--relay=N`: N.
@@ -98,6 +105,9 @@ fn parse_args(args: &[String]) -> Result<Args, Error> {
     }
     if parsed.leader_changes > 0 && parsed.nodes < 2 {
         return Err("--leader-changes needs at least 2 nodes".into());
+    }
+    if parsed.corrupt > 0 && parsed.nodes < 3 {
+        return Err("--corrupt needs at least 3 nodes (a majority must stay up)".into());
     }
     if parsed.remove_node && parsed.nodes < 2 {
         return Err("--remove-node needs at least 2 nodes (it removes a follower)".into());
@@ -123,10 +133,11 @@ enum Event {
     LeaderChange,
     AddNode,
     RemoveNode,
+    Corrupt,
 }
 
 /// The events of a run, in order: kills and leader changes alternating (kills first), a node
-/// added after the first of them, a node removed last.
+/// added after the first of them, then the damaged followers, a node removed last.
 fn events(args: &Args) -> Vec<Event> {
     let (mut kills, mut changes) = (0, 0);
     let mut events = Vec::new();
@@ -141,6 +152,9 @@ fn events(args: &Args) -> Vec<Event> {
     }
     if args.add_node {
         events.insert(events.len().min(1), Event::AddNode);
+    }
+    for _ in 0..args.corrupt {
+        events.push(Event::Corrupt);
     }
     if args.remove_node {
         events.push(Event::RemoveNode);
@@ -174,6 +188,7 @@ struct Run<'a> {
     snapshots_paused: bool,
     catch_ups: Vec<CatchUp>,
     membership_changes: Vec<MembershipChange>,
+    repairs: Vec<damage::Repair>,
 }
 
 impl Run<'_> {
@@ -333,10 +348,11 @@ fn run(args: &Args, root: &Path) -> Result<(), Error> {
         snapshots_paused: false,
         catch_ups: Vec::new(),
         membership_changes: Vec::new(),
+        repairs: Vec::new(),
     };
     let events = events(args);
     let segment = args.entries / (events.len() as u64 + 1);
-    let (mut kills, mut changes) = (0, 0);
+    let (mut kills, mut changes, mut corruptions) = (0, 0, 0);
     for (k, event) in (0u64..).zip(&events) {
         run.write_to(segment * (k + 1) - segment / 2)?;
         match event {
@@ -352,6 +368,10 @@ fn run(args: &Args, root: &Path) -> Result<(), Error> {
             }
             Event::AddNode => run.add_node()?,
             Event::RemoveNode => run.remove_node()?,
+            Event::Corrupt => {
+                run.corrupt_and_restart(corruptions)?;
+                corruptions += 1;
+            }
         }
     }
     run.write_to(args.entries)?;
@@ -429,6 +449,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
             format!(r#"{{"change":"{}","node":{},"seconds":{:.6}}}"#, c.change, c.node, c.seconds)
         })
         .collect();
+    let repairs: Vec<String> = run.repairs.iter().map(damage::Repair::json).collect();
     let ids = |ids: &[NodeId]| ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let members = format!(
         r#"{{"voters":[{}],"learners":[{}]}}"#,
@@ -446,7 +467,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         })
         .collect();
     Ok(format!(
-        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"relay":{},"leader_bytes_sent":{leader_bytes_sent},"members":{members},"membership_changes":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
+        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"relay":{},"leader_bytes_sent":{leader_bytes_sent},"members":{members},"membership_changes":[{}],"corrupt":{},"repairs":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
         args.nodes,
         args.entries,
         args.payload,
@@ -459,6 +480,8 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         followers.join(","),
         args.relay,
         membership_changes.join(","),
+        args.corrupt,
+        repairs.join(","),
         node_dirs.join(",")
     ))
 }

@@ -86,7 +86,7 @@ pub fn serve(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let report = store.recovery_report().clone();
     let log = RaftLog::new(store)?;
     let snapshots = SnapshotStore::open(&config.snapshot_dir)?;
-    let replica = Replica::open(
+    let mut replica = Replica::open(
         config.id,
         &config.members,
         log,
@@ -108,6 +108,11 @@ pub fn serve(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
         replica.term(),
         replica.log().commit_index(),
     );
+    // Damage under a valid index is otherwise found by the read that meets it.
+    let damaged = replica.scrub()?;
+    if !damaged.is_empty() {
+        println!("  [node {}] scrub: damaged entries {damaged:?}, to repair from peers", config.id);
+    }
     let transport = TcpTransport::bind(config.listen, &config.peers)?;
     let replica = Server::new(replica, transport, Duration::from_millis(10)).run()?;
     replica.close()?;
