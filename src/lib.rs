@@ -53,4 +53,4 @@ pub use error::{Corruption, Error, HardStateRule, Result};
 pub use hard_state::HardState;
 pub use options::{Compression, Options, SyncPolicy};
 pub use snapshot::{SnapshotLog, SnapshotMeta, SnapshotOptions, SnapshotStore};
-pub use store::{IndexRebuild, LogStore, RecoveryReport, TailDurability, TornTail};
+pub use store::{IndexRebuild, LogStore, LostPrefix, RecoveryReport, TailDurability, TornTail};

@@ -271,7 +271,7 @@ fn r9_damaged_or_unsealed_sealed_segments_are_corrupt() {
 }
 
 #[test]
-fn r10_a_missing_segment_is_corrupt() {
+fn r10_a_missing_segment_of_entries_not_known_committed_is_corrupt() {
     let fs = SimFs::new();
     let store = open(&fs, small_segments());
     append_each(&store, &big_entries(1, 20, 1, 300));
@@ -280,6 +280,35 @@ fn r10_a_missing_segment_is_corrupt() {
     assert!(names.len() >= 3);
     fs.remove_durable(&path(&names[1]));
     expect_corrupt(&fs, small_segments(), |r| *r == Corruption::MissingEntries);
+}
+
+#[test]
+fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_reports_the_loss() {
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 20, 1, 300));
+    store.set_hard_state(HardState { term: 1, vote: 0, commit: 20 }).unwrap();
+    drop(store);
+    let names = segment_names(&fs);
+    let first_of = |name: &str| {
+        let bytes = fs.read_file(&path(name)).unwrap();
+        u64::from_le_bytes(bytes[24..32].try_into().unwrap())
+    };
+    let (missing_from, restart) = (first_of(&names[1]), first_of(&names[2]));
+    fs.remove_durable(&path(&names[1]));
+    let store = open(&fs, small_segments());
+    let lost = store.recovery_report().lost_prefix.clone().expect("reported");
+    assert_eq!((lost.indexes, lost.missing), (1..restart, missing_from..restart));
+    assert_eq!((store.first_index(), store.last_index()), (restart, 20));
+    assert_eq!(store.term(restart - 1).unwrap(), 1);
+    let tail = store.entries(restart, 21, u64::MAX).unwrap();
+    assert_eq!(tail, big_entries(restart, 21 - restart, 1, 300));
+    assert!(store.recovery_report().removed_files.contains(&path(&names[0])));
+    drop(store);
+    // The restart is durable: the next open finds a store that was compacted, nothing lost.
+    let store = open(&fs, small_segments());
+    assert_eq!(store.recovery_report().lost_prefix, None);
+    assert_eq!(store.first_index(), restart);
 }
 
 #[test]

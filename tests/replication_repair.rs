@@ -263,3 +263,39 @@ fn a_node_whose_configuration_may_lie_past_damage_refuses_to_lead_until_repaired
     assert!(cluster.get(2).is_leader());
     assert_no_wrong_bytes(&mut cluster, &reference, "blind");
 }
+
+#[test]
+fn a_node_missing_a_segment_of_committed_entries_reports_them_and_restores_from_a_peer_snapshot() {
+    let mut cluster = Cluster::with_memory(NODES, options(), memory());
+    let reference = propose_sixty(&mut cluster);
+    for id in [1, 2, 4, 5] {
+        cluster.get(id).snapshot().unwrap().unwrap();
+    }
+    cluster.stop(3);
+    let disk = cluster.disks[&3].clone();
+    let mut segments: Vec<String> = disk
+        .list(std::path::Path::new("/log"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| n.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segments.sort();
+    let missing = std::path::Path::new("/log").join(&segments[1]);
+    let restart = {
+        let third = disk.read_file(&std::path::Path::new("/log").join(&segments[2])).unwrap();
+        u64::from_le_bytes(third[24..32].try_into().unwrap())
+    };
+    disk.remove_durable(&missing);
+    disk.remove_durable(&missing.with_extension("idx"));
+    let node = cluster.start(3, &ALL);
+    assert_eq!(node.log().first_index(), restart, "the log restarts after the gap");
+    assert_eq!(node.repair_report().lost, vec![(1, restart - 1)]);
+    assert!(!node.configuration_known());
+    cluster.run(40);
+    let node = cluster.get(3);
+    assert_eq!(node.machine().applied_index, reference.len() as u64, "restored, then applied");
+    assert!(node.configuration_known());
+    let digests: Vec<u64> = cluster.nodes.values().map(|n| n.machine().digest).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+}

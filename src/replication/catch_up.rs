@@ -75,6 +75,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.machine.restore(&self.snapshots, &meta)?;
         self.receiving = None;
         self.snapshots_installed += 1;
+        if self.behind.is_some_and(|index| meta.index >= index) {
+            self.behind = None; // the state machine is at the log's applied index again
+        }
         if source == Source::Leader {
             self.appender.reset();
             self.matched_through = meta.index;

@@ -221,6 +221,21 @@ impl Tracker {
         Ok(tracker)
     }
 
+    /// Tracks a log that starts at `index + 1` (of `term` at `index`) while the entries
+    /// before it were lost (a missing segment): the configurations they held are unknown, so
+    /// `config` (the latest snapshot's or the bootstrap one) serves only to know whom to ask,
+    /// until a committed configuration entry follows or a snapshot rebases the tracker.
+    pub fn after_gap<F: FileSystem>(
+        id: NodeId,
+        (index, term): (u64, u64),
+        config: Configuration,
+        log: &RaftLog<F>,
+    ) -> Result<Self> {
+        let mut tracker = Tracker::new(id, (index, term), config, log)?;
+        tracker.skipped = Some((0, index));
+        Ok(tracker)
+    }
+
     /// The configuration in effect: the last one the log holds.
     pub fn current(&self) -> &Configuration {
         self.entries.last().map_or(&self.base.1, |(_, _, config)| config)
@@ -287,8 +302,15 @@ impl Tracker {
         let (scanned, term) = self.scanned;
         let diverged = scanned > last || log.term(scanned).ok() != Some(term);
         let from = if diverged { self.stable.max(self.base.0) + 1 } else { scanned + 1 };
-        // Damaged entries skipped last time are read again (they may have been repaired).
-        let from = self.skipped.take().map_or(from, |(first, _)| from.min(first));
+        // Damaged entries skipped last time are read again (they may have been repaired);
+        // entries lost before the log's start stay unknown.
+        let from = match self.skipped {
+            Some((first, _)) if first >= log.first_index() => {
+                self.skipped = None;
+                from.min(first)
+            }
+            _ => from,
+        };
         self.entries.retain(|(index, ..)| *index < from);
         let mut next = from;
         while next <= last {

@@ -18,6 +18,9 @@
 //!   only committed state, so whoever offers it, leader or follower. When none does, it asks
 //!   again after `LOST_RETRY_ROUNDS` rounds of `resend_ticks`.
 //!
+//! A replica whose state machine lags its log's start (`Replica::behind`: recovery dropped a
+//! prefix of committed entries with a missing segment) asks for such a snapshot the same way.
+//!
 //! Invariants:
 //! 1. At most one request is outstanding, for the first damaged range (at most `ENTRIES_MAX`
 //!    entries): first for its entries, then for a snapshot covering it. It goes to the next
@@ -108,15 +111,13 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// Asks the next peer about the first damaged range, when nothing is outstanding or the
     /// last peer asked did not answer in time (invariant 1).
     pub(super) fn repair_tick(&mut self) -> Result<()> {
-        let Some(range) = self.log.damaged().into_iter().next() else {
+        let Some((first, last, want)) = self.repair_target() else {
             self.repairs.asking = None;
             return Ok(());
         };
-        let first = *range.start();
-        let last = (*range.end()).min(first.saturating_add(u64::from(ENTRIES_MAX) - 1));
         let asking = match self.repairs.asking.take() {
             Some(asking) if asking.first == first && asking.last == last => asking,
-            _ => Asking::new(first, last, Want::Entries),
+            _ => Asking::new(first, last, want),
         };
         // A peer asked has `resend_ticks` to answer; before a round, `sent_at` is a pause.
         let waiting = if asking.asked.is_empty() {
@@ -134,13 +135,24 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.ask_next_peer()
     }
 
+    /// What to ask peers for: the first damaged range's entries (at most `ENTRIES_MAX`), or,
+    /// when the state machine lags the log's start (`Replica::behind`), a snapshot.
+    fn repair_target(&self) -> Option<(u64, u64, Want)> {
+        if let Some(range) = self.log.damaged().into_iter().next() {
+            let first = *range.start();
+            let last = (*range.end()).min(first.saturating_add(u64::from(ENTRIES_MAX) - 1));
+            return Some((first, last, Want::Entries));
+        }
+        self.behind.map(|index| (index, index, Want::Snapshot))
+    }
+
     /// Asks the next peer not asked yet; when none is left, the entries are lost here and
     /// the same peers are asked for a snapshot, then everything starts over later.
     fn ask_next_peer(&mut self) -> Result<()> {
         // The range may be gone meanwhile (repaired, compacted, truncated): the next tick
-        // starts from what is damaged then.
-        let first_damaged = self.log.damaged().first().map(|r| *r.start());
-        if self.repairs.asking.as_ref().map(|a| a.first) != first_damaged {
+        // starts from what is wanted then.
+        let target = self.repair_target().map(|(first, ..)| first);
+        if self.repairs.asking.as_ref().map(|a| a.first) != target {
             self.repairs.asking = None;
             return Ok(());
         }
@@ -185,8 +197,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
         // Nobody could help: ask everyone again later (a peer may catch up or snapshot).
         let pause = self.options.resend_ticks.saturating_mul(LOST_RETRY_ROUNDS);
-        *asking = Asking::new(first, last, Want::Entries);
-        asking.sent_at = self.now.saturating_add(pause);
+        let want = self.repair_target().map_or(Want::Entries, |(.., want)| want);
+        let mut again = Asking::new(first, last, want);
+        again.sent_at = self.now.saturating_add(pause);
+        self.repairs.asking = Some(again);
         Ok(())
     }
 
@@ -365,6 +379,13 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         Ok(())
     }
 }
+impl Repairs {
+    /// Reports `[first, last]` lost here (recovery dropped it with a missing segment).
+    pub(super) fn note_lost(&mut self, first: u64, last: u64) {
+        push_bounded(&mut self.lost, (first, last));
+    }
+}
+
 fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
     if list.len() == REPORTS_MAX {
         list.pop_front();

@@ -65,6 +65,9 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     pub(super) snapshots_installed: u64,
     /// Damaged entries being repaired from peers, and what was repaired or lost.
     pub(super) repairs: Repairs,
+    /// The state machine lags the log's start (a lost prefix): it applies nothing until a
+    /// snapshot at or above this index is installed (`repair`).
+    pub(super) behind: Option<u64>,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -102,14 +105,25 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             base = (meta.index, meta.term, Configuration::decode(&meta.configuration)?);
         }
         let snapshot_index = base.0;
-        if log.applied_index() != snapshot_index {
-            // The state machine starts at the snapshot; the log must hold what follows it.
+        let log_base = log.first_index() - 1;
+        // The state machine starts at the snapshot, and the log should hold what follows it.
+        // When it starts later (committed entries were lost with a missing segment), the state
+        // machine waits for a snapshot from a peer that covers the log's start (`repair`).
+        let behind = (snapshot_index < log_base).then_some(log_base);
+        if behind.is_none() && log.applied_index() != snapshot_index {
             return Err(Error::Compacted {
                 index: snapshot_index + 1,
                 first_index: log.first_index(),
             });
         }
-        let membership = Tracker::new(id, (base.0, base.1), base.2, &log)?;
+        let membership = match behind {
+            None => Tracker::new(id, (base.0, base.1), base.2, &log)?,
+            Some(at) => Tracker::after_gap(id, (at, log.term(at)?), base.2, &log)?,
+        };
+        let mut repairs = Repairs::default();
+        if let Some(lost) = &log.recovery_report().lost_prefix {
+            repairs.note_lost(lost.indexes.start, lost.indexes.end - 1);
+        }
         let term = log.hard_state().term;
         let appender =
             Appender::new(options.appender, options.appender_capacity, options.resend_ticks);
@@ -131,7 +145,8 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             unsynced: false,
             now: 0,
             snapshots_installed: 0,
-            repairs: Repairs::default(),
+            repairs,
+            behind,
         })
     }
 
@@ -440,6 +455,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     fn apply(&mut self) -> Result<()> {
+        if self.behind.is_some() {
+            return Ok(());
+        }
         loop {
             let entries = match self.log.next_committed_entries(self.options.apply_bytes_max) {
                 // Applying waits for the damaged entry's repair (`repair`).
@@ -458,6 +476,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// leaving `compaction_lag_entries`; keeps the two latest snapshots. `None` when nothing
     /// was applied since the last one.
     pub fn snapshot(&mut self) -> Result<Option<SnapshotMeta>> {
+        if self.behind.is_some() {
+            return Ok(None); // the state machine is not at the log's applied index
+        }
         let applied = self.log.applied_index();
         let latest = self.snapshots.latest()?.map_or(0, |meta| meta.index);
         if applied <= latest {

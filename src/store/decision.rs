@@ -14,7 +14,7 @@
 //! | R7 | damaged record in the last segment, no later record or sync mark proving it durable | torn tail: cut, report bytes, indexes and durability (unsynced when the damage follows an intact sync mark, else unknown) |
 //! | R8 | damaged record followed by a record written after it was synced, or by a sync mark covering it | `Corrupt` |
 //! | R9 | a segment other than the last is not sealed, or damaged | `Corrupt` |
-//! | R10 | a segment starts after its predecessor ends, or the first after `first_index` | `Corrupt` (missing entries) |
+//! | R10 | a segment starts after its predecessor ends, or the first after `first_index` | if the commit index the segment carries covers the missing entries: the log restarts at the segment, what precedes it is lost here and reported (`lost_prefix`), the meta compacted; otherwise `Corrupt` (missing entries) |
 //! | R11 | a segment starts inside an older one | override: the older suffix is dead; remove segments left empty |
 //! | R12 | a segment does not continue the segment and term recorded in its header | `Corrupt` (broken chain) |
 //! | R13 | commit index beyond the recovered last index | `Corrupt` |
@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::report::{RecoveryReport, TailDurability, TornTail};
+use super::report::{LostPrefix, RecoveryReport, TailDurability, TornTail};
 use crate::error::{Corruption, Error, Result};
 use crate::index::IndexProblem;
 
@@ -41,6 +41,9 @@ pub(super) struct Repairs<H> {
     pub cut: Option<Cut<H>>,
     /// Sealed segments (by id) whose index must be rebuilt, and why.
     pub rebuild: Vec<(u64, u64, IndexProblem)>,
+    /// The meta's new `(first_index, prev_term, segment_id_min)` when a lost prefix is
+    /// dropped (R10).
+    pub restart: Option<(u64, u64, u64)>,
 }
 
 /// What recovery found, named after the row of the decision table that decides it.
@@ -66,6 +69,9 @@ pub(super) enum Finding<H> {
     DamagedSealed { path: PathBuf, offset: u64, indexes: Range<u64>, reason: Corruption },
     /// R10: entries are missing between two segments or before the first.
     MissingEntries { path: PathBuf, offset: u64, indexes: Range<u64> },
+    /// R10, when the missing entries are committed: the log restarts at the segment after
+    /// them (`first_index`, `prev_term`, `segment_id_min`); `dead` segments precede it.
+    LostPrefix { dead: Vec<PathBuf>, lost: LostPrefix, restart: (u64, u64, u64) },
     /// R11: a segment overridden by a newer one starting inside it, left without entries.
     Overridden { path: PathBuf },
     /// R12: a segment does not continue the segment and term its header records.
@@ -137,6 +143,14 @@ pub(super) fn decide<H>(
         Finding::MissingEntries { path, offset, indexes } => {
             return Err(Error::corrupt(path, offset, Some(indexes), Corruption::MissingEntries));
         }
+        Finding::LostPrefix { dead, lost, restart } => {
+            for path in dead {
+                repairs.remove.push(path.with_extension("idx"));
+                repairs.remove.push(path);
+            }
+            report.lost_prefix = Some(lost);
+            repairs.restart = Some(restart);
+        }
         Finding::BrokenChain { path, index } => {
             return Err(Error::corrupt(path, 32, Some(index..index + 1), Corruption::BrokenChain));
         }
@@ -176,7 +190,8 @@ mod tests {
     }
 
     fn outcome(finding: Finding<()>) -> Outcome {
-        let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new() };
+        let mut repairs =
+            Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new(), restart: None };
         let mut report = RecoveryReport::default();
         match decide(finding, &mut repairs, &mut report) {
             Err(Error::Corrupt { reason, .. }) => Outcome::Refused(reason),
@@ -254,6 +269,15 @@ mod tests {
                 "R10",
                 Finding::MissingEntries { path: path(), offset: 24, indexes: 7..9 },
                 Outcome::Refused(Corruption::MissingEntries),
+            ),
+            (
+                "R10 (committed)",
+                Finding::LostPrefix {
+                    dead: vec![path()],
+                    lost: LostPrefix { indexes: 1..9, missing: 7..9 },
+                    restart: (9, 2, 3),
+                },
+                proceeds(2, false, 0, false),
             ),
             ("R11", Finding::Overridden { path: path() }, proceeds(2, false, 0, false)),
             (

@@ -28,6 +28,7 @@ mod maintenance;
 mod pool;
 mod read_plan;
 mod recover;
+mod reopen;
 mod repair;
 mod report;
 mod rotation;
@@ -45,7 +46,7 @@ use bytes::Bytes;
 use group_commit::spawn_flusher;
 use maintenance::Maintenance;
 use pool::Pool;
-pub use recover::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
+pub use recover::{IndexRebuild, LostPrefix, RecoveryReport, TailDurability, TornTail};
 use state::LogState;
 use writer::Writer;
 

@@ -21,16 +21,17 @@ use bytes::Bytes;
 
 use super::decision::{decide, refuse, Cut, Finding, Repairs};
 use super::pool::Pool;
-pub use super::report::{IndexRebuild, RecoveryReport, TailDurability, TornTail};
+use super::reopen::{open_active, rebuild_index};
+pub use super::report::{IndexRebuild, LostPrefix, RecoveryReport, TailDurability, TornTail};
 use super::state::{Locs, LogState, Segment};
-use super::writer::{create_segment, Writer};
+use super::writer::Writer;
 use crate::error::{Corruption, Error, IoContext, Result};
 use crate::fs::{create_dir_durable, FileHandle, FileSystem};
 use crate::hard_state::HardState;
 use crate::index::{self, IndexProblem};
 use crate::meta::{Meta, MetaFile, MetaRead, META_FILE};
 use crate::options::Options;
-use crate::segment::format::{CarriedHardState, SegmentHeader, StoredHardState};
+use crate::segment::format::{SegmentHeader, StoredHardState};
 use crate::segment::{self, read_header, scan_segment, HeaderDamage, Scanned, Tail};
 
 /// File name of the directory lock.
@@ -122,8 +123,8 @@ pub(crate) fn recover<F: FileSystem>(
         names.iter().filter_map(|n| n.to_str().and_then(index::parse_file_name)).collect();
     let mut report = RecoveryReport::default();
     let has_meta = names.iter().any(|n| n.as_path() == Path::new(META_FILE));
-    let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new() };
-    let meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut repairs, &mut report)?;
+    let mut repairs = Repairs { remove: Vec::new(), cut: None, rebuild: Vec::new(), restart: None };
+    let mut meta = open_meta(fs, dir, has_meta, !ids.is_empty(), &mut repairs, &mut report)?;
     let current = *meta.current();
     let next_segment_id = ids.last().map_or(0, |id| id + 1).max(current.segment_id_min);
     let (dead, live): (Vec<u64>, Vec<u64>) =
@@ -163,6 +164,10 @@ pub(crate) fn recover<F: FileSystem>(
     };
     check_commit(&log, &mut repairs, &mut report, dir)?;
     apply_repairs(fs, (dir, current.store_uid), options, &mut log, &mut repairs, &mut report)?;
+    if let Some((first_index, prev_term, segment_id_min)) = repairs.restart {
+        let hard_state = log.hard_state;
+        meta.store(Meta { first_index, prev_term, segment_id_min, hard_state, ..current })?;
+    }
     let next = (next_segment_id, last.records_end, hard_state_sequence);
     let pool = Pool::open(fs, dir, options.segment_pool, &names)?;
     let writer = open_active(fs, (dir, options), &current, &mut log, next, &pool)?;
@@ -350,6 +355,15 @@ fn assemble<H: FileHandle>(
     };
     let mut last = LastSegment { hard_state: None, records_end: 0 };
     let count = candidates.len();
+    // The highest commit index any hard state holds: entries through it are committed (a
+    // commit index never goes back), which decides R10.
+    let commit = candidates
+        .iter()
+        .filter_map(|c| match &c.opened {
+            Opened::Segment(found) => found.hard_state.as_ref().map(|h| h.hard_state.commit),
+            Opened::DamagedHeader(_) => None,
+        })
+        .fold(meta.hard_state.commit, u64::max);
     for (position, Candidate { id, path, file, opened }) in candidates.into_iter().enumerate() {
         let found = match opened {
             Opened::Segment(found) => *found,
@@ -373,7 +387,7 @@ fn assemble<H: FileHandle>(
         if !found.sealed {
             decide(Finding::StaleIndex { path: path.with_extension("idx") }, repairs, report)?;
         }
-        for finding in link(&mut log, meta, &path, &found.header) {
+        for finding in link(&mut log, meta, (id, &path, &found.header), commit) {
             decide(finding, repairs, report)?;
         }
         if let Some(problem) = found.index_rebuild {
@@ -433,22 +447,30 @@ fn classify_tail<H: FileHandle>(
     })
 }
 
-/// Rows R10 to R12: links a segment after those already in `log`. Returns what it found;
+/// Rows R10 to R12: links segment `id` after those already in `log`; `commit` is the commit
+/// index known durable (the meta's, or the segment's own hard state). Returns what it found;
 /// a refusal is the last finding.
 fn link<H: FileHandle>(
     log: &mut LogState<H>,
     meta: &Meta,
-    path: &Path,
-    header: &SegmentHeader,
+    (id, path, header): (u64, &Path, &SegmentHeader),
+    commit: u64,
 ) -> Vec<Finding<H>> {
     let first = header.first_index;
     let end = log.segments.last().map_or(meta.first_index, Segment::end_index);
-    if first > end {
+    if first > end && first - 1 > commit {
         return vec![Finding::MissingEntries {
             path: path.to_path_buf(),
             offset: 24,
             indexes: end..first,
         }];
+    }
+    if first > end {
+        // Committed entries are missing: the log restarts at this segment (R10).
+        let lost = LostPrefix { indexes: log.first_index..first, missing: end..first };
+        let dead = std::mem::take(&mut log.segments).into_iter().map(|s| s.path).collect();
+        (log.first_index, log.prev_term) = (first, header.prev_term);
+        return vec![Finding::LostPrefix { dead, lost, restart: (first, header.prev_term, id) }];
     }
     let mut findings: Vec<Finding<H>> = log
         .truncate_from(first)
@@ -522,82 +544,4 @@ fn apply_repairs<F: FileSystem>(
         fs.sync_dir(dir).ctx("sync_dir", dir)?;
     }
     Ok(())
-}
-
-/// Writes the index of a scanned sealed segment (R14).
-fn rebuild_index<F: FileSystem>(
-    fs: &F,
-    store_uid: u64,
-    segment: &Segment<F::File>,
-    data_end: u64,
-) -> Result<index::MappedIndex<F>> {
-    let Locs::Memory(locs) = &segment.locs else {
-        unreachable!("only scanned segments are rebuilt")
-    };
-    let mut seal_crc = [0u8; 4];
-    segment.file.read_exact_at(&mut seal_crc, data_end).ctx("read", &segment.path)?;
-    let header = index::IndexHeader {
-        store_uid,
-        segment_id: segment.id,
-        first_index: segment.first_index,
-        count: locs.len() as u64,
-        data_end,
-        seal_crc: u32::from_le_bytes(seal_crc),
-    };
-    let (_, last_term) = segment.last_record();
-    index::write_file(fs, &segment.index_path(), &header, locs, last_term)
-}
-
-/// Reopens the last segment for appends, or creates a new active segment after it.
-fn open_active<F: FileSystem>(
-    fs: &F,
-    (dir, options): (&Path, &Options),
-    meta: &Meta,
-    log: &mut LogState<F::File>,
-    (next_segment_id, records_end, hard_state_sequence): (u64, u64, u64),
-    pool: &Pool,
-) -> Result<Writer<F::File>> {
-    let carried = (log.hard_state, log.metadata.clone(), hard_state_sequence);
-    if let Some(active) = log.segments.last().filter(|s| !s.sealed) {
-        // Recovered records may still sit in the page cache only (a clean restart without a
-        // crash): sync them so everything the store starts with is durable.
-        active.file.sync_data().ctx("sync_data", &active.path)?;
-        let mut writer = Writer::new(active, records_end, next_segment_id, carried)
-            .with_compression(options.compression);
-        writer.write_sync_mark(meta.store_uid, log.last_index(), hard_state_sequence)?;
-        return Ok(writer);
-    }
-    let header = match log.segments.last() {
-        Some(_) => {
-            let last_index = log.last_index();
-            let holder = log.segment_position(last_index).filter(|_| last_index >= log.first_index);
-            SegmentHeader {
-                store_uid: meta.store_uid,
-                segment_id: next_segment_id,
-                first_index: last_index + 1,
-                prev_segment_id: holder.map_or(0, |position| log.segments[position].id),
-                prev_term: log.last_term(),
-            }
-        }
-        None => SegmentHeader {
-            store_uid: meta.store_uid,
-            segment_id: next_segment_id,
-            first_index: meta.first_index,
-            prev_segment_id: 0,
-            prev_term: meta.prev_term,
-        },
-    };
-    let mut writer_state = carried;
-    writer_state.2 += 1;
-    let new_record = CarriedHardState {
-        sequence: writer_state.2,
-        hard_state: writer_state.0,
-        metadata: &writer_state.1,
-    };
-    let pooled = pool.take_or_fill(fs, dir, options.segment_bytes_max)?;
-    let (segment, records_start) = create_segment(fs, (dir, options), &header, new_record, pooled)?;
-    let writer = Writer::new(&segment, records_start, next_segment_id + 1, writer_state)
-        .with_compression(options.compression);
-    log.segments.push(segment);
-    Ok(writer)
 }

@@ -35,6 +35,18 @@ pub struct RecoveryReport {
     pub rebuilt_indexes: Vec<IndexRebuild>,
     /// A meta slot that failed verification; the other slot was used.
     pub damaged_meta_slot: Option<usize>,
+    /// Committed entries lost here because a segment is missing (R10): the log now starts
+    /// after them. A replica restores them from a peer's snapshot.
+    pub lost_prefix: Option<LostPrefix>,
+}
+
+/// The entries recovery dropped because a segment holding committed ones was missing (R10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostPrefix {
+    /// Every entry no longer in the log, `[lo, hi)`: the missing ones and those before them.
+    pub indexes: Range<u64>,
+    /// The entries of the missing segment(s), `[lo, hi)`.
+    pub missing: Range<u64>,
 }
 
 /// A torn tail cut by recovery.
