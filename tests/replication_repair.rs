@@ -299,3 +299,36 @@ fn a_node_missing_a_segment_of_committed_entries_reports_them_and_restores_from_
     let digests: Vec<u64> = cluster.nodes.values().map(|n| n.machine().digest).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 }
+
+#[test]
+fn a_damaged_tail_no_quorum_ever_held_is_cut_and_the_group_goes_on() {
+    // Two voters: node 2 is down while node 1 appends, so nothing of it commits.
+    let mut cluster = Cluster::with_memory(2, options(), memory());
+    cluster.stop(2);
+    let uncommitted: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 300])).collect();
+    for batch in uncommitted.chunks(10) {
+        cluster.get(1).propose(batch).unwrap();
+        cluster.run(2);
+    }
+    let commit = cluster.get(1).log().commit_index();
+    assert!(commit < TARGET, "nothing past the no-op committed");
+    cluster.stop(1);
+    damage(&cluster.disks[&1], What::Payload);
+    cluster.start(1, &[1, 2]);
+    cluster.start(2, &[1, 2]);
+    // Node 1 may not lead (a configuration could lie in the damage) and node 2 may not win
+    // (node 1's log is ahead): only cutting the tail no quorum held lets the group go on.
+    assert!(!cluster.get(1).configuration_known());
+    cluster.run(60);
+    let report = cluster.get(1).repair_report();
+    let last = cluster.get(1).log().last_index();
+    assert_eq!(report.cut.len(), 1, "{report:?}");
+    assert_eq!(report.cut[0].0, TARGET);
+    assert_eq!(last, TARGET - 1, "cut from the damaged entry");
+    cluster.elect(1, 3);
+    cluster.get(1).propose(&[Bytes::from_static(b"after the cut")]).unwrap();
+    cluster.run(20);
+    let (one, two) = (cluster.get(1).log().clone(), cluster.get(2).log().clone());
+    assert_eq!(one.commit_index(), one.last_index());
+    assert_eq!(two.last_index(), one.last_index());
+}
