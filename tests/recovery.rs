@@ -311,6 +311,41 @@ fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_repo
     assert_eq!(store.first_index(), restart);
 }
 
+/// The restart after a missing segment (R10) removes the segments before it and writes the
+/// meta: a crash at any point of that open leaves a store that opens to the same log.
+#[test]
+fn r10_a_crash_during_the_restart_after_a_missing_segment_opens_to_the_same_log() {
+    let build = || {
+        let fs = SimFs::new();
+        let store = open(&fs, small_segments());
+        append_each(&store, &big_entries(1, 20, 1, 300));
+        store.set_hard_state(HardState { term: 1, vote: 0, commit: 20 }).unwrap();
+        drop(store);
+        let names = segment_names(&fs);
+        fs.remove_durable(&path(&names[1]));
+        fs
+    };
+    let probe = build();
+    let before = probe.mutating_ops();
+    let restart = open(&probe, small_segments()).first_index();
+    let ops = probe.mutating_ops() - before;
+    for halt in 0..ops {
+        for seed in 0..3 {
+            let fs = build();
+            fs.halt_after(halt);
+            assert!(LogStore::open_with(fs.clone(), common::DIR, small_segments()).is_err());
+            fs.crash(halt * 3 + seed);
+            let store = open(&fs, small_segments());
+            assert_eq!(store.first_index(), restart, "halt {halt} seed {seed}");
+            assert_eq!(
+                store.entries(restart, 21, u64::MAX).unwrap(),
+                big_entries(restart, 21 - restart, 1, 300),
+                "halt {halt} seed {seed}"
+            );
+        }
+    }
+}
+
 #[test]
 fn r11_an_overridden_segment_that_comes_back_is_removed() {
     let fs = SimFs::new();

@@ -8,7 +8,9 @@
 //! node, or a joining one whose addition was lost, is retired; damage: a third of the power
 //! losses also flip a bit in a sealed entry of the node's log, found at restart by a scrub or
 //! later by the read that meets it, then repaired from a peer, replaced by a peer's snapshot,
-//! or cut when no quorum ever held it. After every step it checks:
+//! or cut when no quorum ever held it; a ninth remove a segment of committed entries instead
+//! (the node restarts its log after the gap and restores its state from a peer's snapshot).
+//! After every step it checks:
 //! - Log Matching: the same (index, term) means the same payload and the same previous term,
 //!   so the same prefix;
 //! - Leader Completeness: no node lacking an acknowledged entry could win an election (the
@@ -110,6 +112,8 @@ struct Sim {
     relays: u64,
     /// Bits flipped in sealed entries of a node that was down.
     damaged: u64,
+    /// Segments of committed entries removed from a node that was down.
+    missing: u64,
     /// Ranges nodes repaired from a peer, reported lost, and cut (uncommitted tails).
     repaired: u64,
     lost: u64,
@@ -176,6 +180,7 @@ impl Sim {
             promotions: 0,
             relays: 0,
             damaged: 0,
+            missing: 0,
             repaired: 0,
             lost: 0,
             cut: 0,
@@ -210,13 +215,7 @@ impl Sim {
     /// An election this test runs: a candidate among the running nodes asks everyone
     /// reachable for a vote in a new term, and leads if a majority grants it.
     fn elect(&mut self, rng: &mut StdRng, prefer_up_to_date: bool) {
-        let up: Vec<u64> = self
-            .running()
-            .filter(|(id, r)| {
-                r.configuration().is_voter(*id) && !r.is_removed() && r.configuration_known()
-            })
-            .map(|(id, _)| id)
-            .collect();
+        let up: Vec<u64> = self.running().filter(|(_, r)| r.can_lead()).map(|(id, _)| id).collect();
         if up.is_empty() {
             return;
         }
@@ -366,7 +365,9 @@ impl Sim {
         machine.fs.crash(rng.gen());
         machine.down_until = step + rng.gen_range(5..30);
         self.crashes += 1;
-        if rng.gen_ratio(1, 3) && damage_a_sealed_entry(&machine.fs, rng) {
+        if rng.gen_ratio(1, 9) && remove_a_committed_segment(&machine.fs, rng) {
+            self.missing += 1;
+        } else if rng.gen_ratio(1, 3) && damage_a_sealed_entry(&machine.fs, rng) {
             machine.scrub_at_restart = rng.gen();
             self.damaged += 1;
         }
@@ -684,6 +685,44 @@ fn damage_a_sealed_entry(fs: &SimFs, rng: &mut StdRng) -> bool {
     true
 }
 
+/// Removes a sealed segment (with its index) that two later segments follow from the log on
+/// `fs`, when recovery then opens the store (R10: the missing entries are committed, and the
+/// log restarts after them); otherwise puts it back and returns false. The open it tries is
+/// the one the restart would do.
+fn remove_a_committed_segment(fs: &SimFs, rng: &mut StdRng) -> bool {
+    use raftlog::fs::FileSystem;
+    let dir = std::path::Path::new("/log");
+    let Ok(names) = fs.list(dir) else { return false };
+    let mut segments: Vec<String> = names
+        .into_iter()
+        .filter_map(|n| n.to_str().map(str::to_owned))
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segments.sort();
+    segments.truncate(segments.len().saturating_sub(2));
+    if segments.is_empty() {
+        return false;
+    }
+    let segment = dir.join(&segments[rng.gen_range(0..segments.len())]);
+    let saved: Vec<_> = [segment.clone(), segment.with_extension("idx")]
+        .into_iter()
+        .filter_map(|path| fs.read_file(&path).ok().map(|bytes| (path, bytes)))
+        .collect();
+    for (path, _) in &saved {
+        fs.remove_durable(path);
+    }
+    let options = Options::default().segment_bytes_max(4096);
+    match LogStore::open_with(fs.clone(), dir, options) {
+        Ok(store) => store.recovery_report().lost_prefix.is_some(),
+        Err(_) => {
+            for (path, bytes) in &saved {
+                fs.write_file_durable(path, bytes);
+            }
+            false
+        }
+    }
+}
+
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("RAFTLOG_SIM_SEED") {
         return vec![seed.parse().expect("RAFTLOG_SIM_SEED is a number")];
@@ -698,7 +737,7 @@ fn seeded_clusters_keep_every_safety_property() {
     let started = Instant::now();
     let (mut steps, mut crashes, mut elections, mut acknowledged, mut installs) = (0, 0, 0, 0, 0);
     let (mut changes, mut removals, mut promotions, mut relays) = (0, 0, 0, 0);
-    let (mut damaged, mut repaired, mut lost, mut cut) = (0, 0, 0, 0);
+    let (mut damaged, mut repaired, mut lost, mut cut, mut missing) = (0, 0, 0, 0, 0);
     for seed in seeds() {
         let mut sim = Sim::new(seed);
         sim.run(120);
@@ -715,13 +754,15 @@ fn seeded_clusters_keep_every_safety_property() {
         repaired += sim.repaired;
         lost += sim.lost;
         cut += sim.cut;
+        missing += sim.missing;
     }
     println!(
         "replication simulation: {} runs, {steps} steps, {crashes} power losses, {elections} elections, \
          {acknowledged} acknowledged writes, {installs} runs with a snapshot catch-up, \
          {changes} membership changes ({promotions} promotions, {removals} nodes retired), \
          {relays} batches relayed, {damaged} sealed entries damaged ({repaired} ranges repaired \
-         from a peer, {lost} reported lost, {cut} uncommitted tails cut), in {:.1} s",
+         from a peer, {lost} reported lost, {cut} uncommitted tails cut), {missing} segments of \
+         committed entries removed, in {:.1} s",
         seeds().len(),
         started.elapsed().as_secs_f64()
     );

@@ -67,8 +67,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Err(Error::MembershipChange { reason: "only a voter leads" });
         }
         if !self.configuration_known() {
-            // A damaged entry not repaired yet may hide a later configuration.
+            // A damaged or lost entry may hide a later configuration.
             return Err(Error::MembershipChange { reason: "configuration unknown past damage" });
+        }
+        if self.behind.is_some() {
+            // It could neither apply nor offer the snapshot a follower may need.
+            return Err(Error::MembershipChange { reason: "state machine behind the log" });
         }
         if self.leader.is_some() {
             return Ok(());

@@ -208,6 +208,15 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.membership.unknown_past(self.log.commit_index()).is_none()
     }
 
+    /// Whether `become_leader` would take a term this node won: a voter, not removed, its
+    /// configuration known, and its state machine at its log's applied index.
+    pub fn can_lead(&self) -> bool {
+        self.configuration().is_voter(self.id)
+            && !self.is_removed()
+            && self.configuration_known()
+            && self.behind.is_none()
+    }
+
     /// Whether a committed configuration removed this node (it then serves nothing).
     pub fn is_removed(&self) -> bool {
         self.membership.removed(self.id, self.log.commit_index())
@@ -550,7 +559,8 @@ pub(super) fn conflict_hint<F: FileSystem>(
     floor: u64,
 ) -> Result<(u64, u64)> {
     let floor = floor.max(log.first_index() - 1);
-    let mut at = index.min(log.last_index());
+    // At or below the floor the logs agree (and below the log's start there is no term).
+    let mut at = index.min(log.last_index()).max(floor);
     loop {
         let here = log.term(at)?;
         if here <= term || at <= floor {
