@@ -259,6 +259,21 @@ fn recovery_findings(report: &raftlog::RecoveryReport) -> Vec<Finding> {
             },
         });
     }
+    if let Some(lost) = &report.lost_prefix {
+        findings.push(Finding {
+            class: "missing_segment",
+            rule: "R10",
+            file: "(missing)".into(),
+            offset: None,
+            indexes: Some(lost.indexes.clone()),
+            detail: format!(
+                "committed entries {}..{} are in no segment; recovery would restart the log \
+                 after them, dropping every entry before (a replica restores them from a \
+                 peer's snapshot)",
+                lost.missing.start, lost.missing.end
+            ),
+        });
+    }
     if let Some(slot) = report.damaged_meta_slot {
         findings.push(Finding {
             class: "torn_write",

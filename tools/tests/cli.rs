@@ -286,3 +286,19 @@ fn snapshots_lists_verifies_and_reports_damage_without_changing_anything() {
     assert!(invalid[0]["data"]["error"].as_str().unwrap().contains("checksum"), "{lines:?}");
     assert_eq!(files(&snap), before, "the inspector changed nothing");
 }
+
+#[test]
+fn verify_reports_a_missing_segment_of_committed_entries() {
+    let dir = golden_copy();
+    for name in ["0000000000000005.seg", "0000000000000005.idx"] {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
+    let output = raftlog(&["--json", "verify", path(&dir)]);
+    assert_eq!(output.status.code(), Some(1));
+    let finding = json_lines(&output).into_iter().find(|l| l["type"] == "finding").unwrap();
+    assert_eq!(
+        (finding["data"]["class"].as_str(), finding["data"]["rule"].as_str()),
+        (Some("missing_segment"), Some("R10"))
+    );
+    assert_eq!(finding["data"]["indexes"], serde_json::json!([11, 35]));
+}
