@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::segments::first_index;
 use common::{
     append_each, big_entries, open, path, segment_names, small_segments, snapshot, stream_len,
 };
@@ -282,20 +283,24 @@ fn r10_a_missing_segment_of_entries_not_known_committed_is_corrupt() {
     expect_corrupt(&fs, small_segments(), |r| *r == Corruption::MissingEntries);
 }
 
-#[test]
-fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_reports_the_loss() {
+/// A store of 20 committed entries in small segments whose second segment was lost; the name
+/// of its first segment, and the first indexes of the lost segment and of the one after it.
+fn committed_without_second_segment() -> (SimFs, String, (u64, u64)) {
     let fs = SimFs::new();
     let store = open(&fs, small_segments());
     append_each(&store, &big_entries(1, 20, 1, 300));
     store.set_hard_state(HardState { term: 1, vote: 0, commit: 20 }).unwrap();
     drop(store);
     let names = segment_names(&fs);
-    let first_of = |name: &str| {
-        let bytes = fs.read_file(&path(name)).unwrap();
-        u64::from_le_bytes(bytes[24..32].try_into().unwrap())
-    };
-    let (missing_from, restart) = (first_of(&names[1]), first_of(&names[2]));
+    let first_of = |name: &str| first_index(&fs.read_file(&path(name)).unwrap());
+    let bounds = (first_of(&names[1]), first_of(&names[2]));
     fs.remove_durable(&path(&names[1]));
+    (fs, names[0].clone(), bounds)
+}
+
+#[test]
+fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_reports_the_loss() {
+    let (fs, first_segment, (missing_from, restart)) = committed_without_second_segment();
     let store = open(&fs, small_segments());
     let lost = store.recovery_report().lost_prefix.clone().expect("reported");
     assert_eq!((lost.indexes, lost.missing), (1..restart, missing_from..restart));
@@ -303,7 +308,7 @@ fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_repo
     assert_eq!(store.term(restart - 1).unwrap(), 1);
     let tail = store.entries(restart, 21, u64::MAX).unwrap();
     assert_eq!(tail, big_entries(restart, 21 - restart, 1, 300));
-    assert!(store.recovery_report().removed_files.contains(&path(&names[0])));
+    assert!(store.recovery_report().removed_files.contains(&path(&first_segment)));
     drop(store);
     // The restart is durable: the next open finds a store that was compacted, nothing lost.
     let store = open(&fs, small_segments());
@@ -315,16 +320,7 @@ fn r10_a_missing_segment_of_committed_entries_restarts_the_log_after_it_and_repo
 /// meta: a crash at any point of that open leaves a store that opens to the same log.
 #[test]
 fn r10_a_crash_during_the_restart_after_a_missing_segment_opens_to_the_same_log() {
-    let build = || {
-        let fs = SimFs::new();
-        let store = open(&fs, small_segments());
-        append_each(&store, &big_entries(1, 20, 1, 300));
-        store.set_hard_state(HardState { term: 1, vote: 0, commit: 20 }).unwrap();
-        drop(store);
-        let names = segment_names(&fs);
-        fs.remove_durable(&path(&names[1]));
-        fs
-    };
+    let build = || committed_without_second_segment().0;
     let probe = build();
     let before = probe.mutating_ops();
     let restart = open(&probe, small_segments()).first_index();

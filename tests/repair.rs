@@ -3,13 +3,10 @@
 
 mod common;
 
+use common::segments::{entry_records, first_index};
 use common::{append_each, big_entries, open, path, segment_names, small_segments};
 use raftlog::fs::SimFs;
 use raftlog::{Compression, Corruption, Entry, Error, LogStore, Options};
-
-const HEADER: u64 = 64;
-/// The hard-state record that opens every segment: 32 + 40 bytes.
-const OPENING_RECORD: u64 = 72;
 
 /// A store of 12 entries of 300 bytes in segments of a few entries each, closed; and the name
 /// of its first segment (entries 1.. are its records, one per append).
@@ -23,24 +20,15 @@ fn build() -> (SimFs, Vec<Entry>, String) {
     (fs, entries, first)
 }
 
-/// Offset of the record of entry `index` in the first segment (one append, sync and mark each).
-fn offset_of(fs: &SimFs, first: &str, index: u64) -> u64 {
-    let bytes = fs.read_file(&path(first)).unwrap();
-    let mut at = HEADER + OPENING_RECORD;
-    loop {
-        let header = &bytes[at as usize..at as usize + 32];
-        let len = u32::from_le_bytes(header[4..8].try_into().unwrap()) as u64;
-        if header[24] == 1 && u64::from_le_bytes(header[8..16].try_into().unwrap()) == index {
-            return at;
-        }
-        at += 32 + len;
-    }
+/// Offset of the record of entry `index` in segment `name`.
+fn offset_of(fs: &SimFs, name: &str, index: u64) -> u64 {
+    let bytes = fs.read_file(&path(name)).unwrap();
+    entry_records(&bytes).into_iter().find(|r| r.index == index).expect("an entry").offset
 }
 
 /// The first index of segment `name` (its header's `first_index`).
 fn first_index_of(fs: &SimFs, name: &str) -> u64 {
-    let bytes = fs.read_file(&path(name)).unwrap();
-    u64::from_le_bytes(bytes[24..32].try_into().unwrap())
+    first_index(&fs.read_file(&path(name)).unwrap())
 }
 
 fn all(store: &LogStore<SimFs>) -> Vec<Entry> {

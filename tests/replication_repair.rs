@@ -8,7 +8,10 @@ mod common;
 
 use bytes::Bytes;
 use common::hand_cluster::Cluster;
-use raftlog::fs::{FileSystem, SimFs};
+use std::path::{Path, PathBuf};
+
+use common::segments::{entry_records, first_index, segment_files};
+use raftlog::fs::SimFs;
 use raftlog::replication::Repaired;
 use raftlog::{Entry, Options, RaftLogOptions};
 
@@ -83,25 +86,11 @@ fn read_all(cluster: &mut Cluster, id: u64) {
 }
 
 /// The segment of `disk` holding entry `index`, and its record's offset there.
-fn locate(disk: &SimFs, index: u64) -> (String, u64) {
-    let mut names: Vec<String> = disk
-        .list(std::path::Path::new("/log"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    names.sort();
-    for name in names {
-        let bytes = disk.read_file(&std::path::Path::new("/log").join(&name)).unwrap();
-        let mut at = 64usize;
-        while at + 32 <= bytes.len() && bytes[at..at + 32].iter().any(|b| *b != 0) {
-            let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-            let record_index = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
-            if bytes[at + 24] == 1 && record_index == index {
-                return (format!("/log/{name}"), at as u64);
-            }
-            at += 32 + len;
+fn locate(disk: &SimFs, index: u64) -> (PathBuf, u64) {
+    for path in segment_files(disk, Path::new("/log")) {
+        let bytes = disk.read_file(&path).unwrap();
+        if let Some(record) = entry_records(&bytes).into_iter().find(|r| r.index == index) {
+            return (path, record.offset);
         }
     }
     panic!("entry {index} not found");
@@ -109,8 +98,7 @@ fn locate(disk: &SimFs, index: u64) -> (String, u64) {
 
 /// Damages entry `TARGET` (or its segment's index file) on `disk`.
 fn damage(disk: &SimFs, what: What) {
-    let (segment, offset) = locate(disk, TARGET);
-    let path = std::path::PathBuf::from(&segment);
+    let (path, offset) = locate(disk, TARGET);
     match what {
         What::Header => disk.flip_bit(&path, 8 * (offset + 9)).unwrap(),
         What::Payload => disk.flip_bit(&path, 8 * (offset + 32 + 100)).unwrap(),
@@ -273,20 +261,10 @@ fn a_node_missing_a_segment_of_committed_entries_reports_them_and_restores_from_
     }
     cluster.stop(3);
     let disk = cluster.disks[&3].clone();
-    let mut segments: Vec<String> = disk
-        .list(std::path::Path::new("/log"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    segments.sort();
-    let missing = std::path::Path::new("/log").join(&segments[1]);
-    let restart = {
-        let third = disk.read_file(&std::path::Path::new("/log").join(&segments[2])).unwrap();
-        u64::from_le_bytes(third[24..32].try_into().unwrap())
-    };
-    disk.remove_durable(&missing);
+    let segments = segment_files(&disk, Path::new("/log"));
+    let missing = &segments[1];
+    let restart = first_index(&disk.read_file(&segments[2]).unwrap());
+    disk.remove_durable(missing);
     disk.remove_durable(&missing.with_extension("idx"));
     let node = cluster.start(3, &ALL);
     assert_eq!(node.log().first_index(), restart, "the log restarts after the gap");

@@ -25,12 +25,19 @@
 //! `RAFTLOG_SIM_SEEDS` sets the number of seeded runs (default 2,000), `RAFTLOG_SIM_SEED`
 //! replays one. A failure prints its seed.
 
+#[path = "replication_sim/checks.rs"]
+mod checks;
+mod common;
+#[path = "replication_sim/damage.rs"]
+mod damage;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use damage::{damage_a_sealed_entry, remove_a_committed_segment};
 use raftlog::fs::SimFs;
 use raftlog::replication::sim::{NetworkFaults, SimEndpoint, SimNetwork};
 use raftlog::replication::{
@@ -438,118 +445,6 @@ impl Sim {
         }
     }
 
-    fn check(&mut self) {
-        let ids: Vec<u64> = self.machines.keys().copied().collect();
-        let mut violations = Vec::new();
-        for id in &ids {
-            let machine = self.machines.get_mut(id).expect("member");
-            let Some(replica) = machine.replica.as_ref() else { continue };
-            let log = replica.log();
-            let commit = log.commit_index();
-            if commit < machine.commit_seen {
-                violations.push(format!(
-                    "node {id}: commit index went back from {} to {commit}",
-                    machine.commit_seen
-                ));
-            }
-            machine.commit_seen = commit;
-            let from = (machine.verified_through + 1).max(log.first_index());
-            let entries = log.entries(from, log.last_index() + 1, u64::MAX).unwrap_or_default();
-            let mut prev_term = log.term(from - 1).unwrap_or(0);
-            for entry in &entries {
-                let seen = (checksum(&entry.payload), prev_term);
-                match self.entries.get(&(entry.index, entry.term)) {
-                    Some(known) if *known != seen => violations.push(format!(
-                        "node {id}: Log Matching broken at index {} term {}",
-                        entry.index, entry.term
-                    )),
-                    Some(_) => {}
-                    None => {
-                        self.entries.insert((entry.index, entry.term), seen);
-                    }
-                }
-                prev_term = entry.term;
-            }
-            machine.verified_through = machine.verified_through.max(commit.min(log.last_index()));
-            // A repaired entry is the one Log Matching saw at its (index, term).
-            let report = replica.repair_report();
-            for repaired in &report.repaired[machine.repairs_checked.min(report.repaired.len())..] {
-                let (lo, hi) = (repaired.first.max(log.first_index()), repaired.last + 1);
-                let prev = log.term(lo - 1).unwrap_or(0);
-                let got = log.entries(lo, hi.min(log.last_index() + 1), u64::MAX);
-                let mut prev_term = prev;
-                for entry in got.unwrap_or_default() {
-                    let seen = (checksum(&entry.payload), prev_term);
-                    if self.entries.get(&(entry.index, entry.term)).is_some_and(|k| *k != seen) {
-                        violations.push(format!(
-                            "node {id}: repaired entry {} from node {} differs from the one \
-                             Log Matching saw",
-                            entry.index, repaired.from
-                        ));
-                    }
-                    prev_term = entry.term;
-                }
-            }
-            self.repaired += (report.repaired.len() - machine.repairs_checked) as u64;
-            self.lost += report.lost.len().saturating_sub(machine.lost_counted) as u64;
-            machine.repairs_checked = report.repaired.len();
-            machine.lost_counted = report.lost.len();
-            self.cut += report.cut.len().saturating_sub(machine.cuts_counted) as u64;
-            machine.cuts_counted = report.cut.len();
-            let state = replica.machine();
-            if state.applied_index > 0 {
-                let digest = *self.applied.entry(state.applied_index).or_insert(state.digest);
-                if digest != state.digest {
-                    violations.push(format!(
-                        "node {id}: applied a different sequence through {} ({:?}, entry {:?})",
-                        state.applied_index,
-                        replica.status(),
-                        log.entries(state.applied_index, state.applied_index + 1, u64::MAX)
-                    ));
-                }
-            }
-        }
-        // Leader Completeness: no running node lacking an acknowledged entry can win an
-        // election, i.e. the voters of its configuration whose logs are not more up to date
-        // than its own (those that would grant it a vote) are fewer than a quorum. Down and
-        // retired nodes are taken as refusing.
-        let logs: BTreeMap<u64, (u64, u64)> = self
-            .running()
-            .filter(|(_, r)| !r.is_removed())
-            .map(|(id, r)| (id, (r.log().last_term(), r.log().last_index())))
-            .collect();
-        for (id, candidate) in self.running() {
-            if candidate.is_removed() || !candidate.configuration().is_voter(id) {
-                continue;
-            }
-            let log = candidate.log();
-            let lacking = self.acknowledged.iter().find(|(index, (term, payload))| {
-                let held = match log.entries(**index, *index + 1, u64::MAX) {
-                    Ok(e) => e[0].term == *term && e[0].payload == *payload,
-                    // Damaged here: held if of the same term (its repair rewrites it).
-                    Err(Error::Damaged { .. }) => log.term(**index).ok() == Some(*term),
-                    Err(_) => false,
-                };
-                **index >= log.first_index() && !held
-            });
-            let Some((index, (term, _))) = lacking else { continue };
-            let own = logs[&id];
-            let config = candidate.configuration();
-            let grants =
-                config.voters().iter().filter(|v| logs.get(v).is_some_and(|l| *l <= own)).count();
-            if grants >= config.quorum() {
-                violations.push(format!(
-                    "node {id} lacks acknowledged entry {index} (term {term}) and could win: \
-                     {grants} of voters {:?} would vote for it",
-                    config.voters()
-                ));
-            }
-        }
-        if let Some(v) = violations.into_iter().next() {
-            self.fail(v);
-        }
-    }
-
     fn run(&mut self, steps: u64) {
         let mut rng = StdRng::seed_from_u64(self.seed);
         for step in 0..steps {
@@ -644,82 +539,6 @@ impl Sim {
                     r.machine().applied_index == commit && r.repair_report().damaged.is_empty()
                 })
             })
-    }
-}
-
-/// Flips one bit inside an entry record (header or payload) of a sealed segment of the log on
-/// `fs`, chosen by `rng`; false when there is none. Only segments that two later segments
-/// follow are chosen: the second was created after the first's creation fsynced the directory,
-/// which came after this segment's index was written and fdatasynced, so that index is whole
-/// and named (a crash may keep a name whose content was not synced yet). The damage is then
-/// met under a valid index, as repair requires (damage a scan finds still refuses the open).
-fn damage_a_sealed_entry(fs: &SimFs, rng: &mut StdRng) -> bool {
-    use raftlog::fs::FileSystem;
-    let dir = std::path::Path::new("/log");
-    let Ok(names) = fs.list(dir) else { return false };
-    let mut segments: Vec<String> = names
-        .into_iter()
-        .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    segments.sort();
-    segments.truncate(segments.len().saturating_sub(2));
-    let mut records = Vec::new();
-    for name in &segments {
-        let path = dir.join(name);
-        let Ok(bytes) = fs.read_file(&path) else { continue };
-        let mut at = 64usize;
-        while at + 32 <= bytes.len() && bytes[at..at + 32].iter().any(|b| *b != 0) {
-            let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-            if bytes[at + 24] == 1 && at + 32 + len <= bytes.len() {
-                records.push((path.clone(), at as u64, 32 + len as u64));
-            }
-            at += 32 + len;
-        }
-    }
-    if records.is_empty() {
-        return false;
-    }
-    let (path, offset, len) = records[rng.gen_range(0..records.len())].clone();
-    fs.flip_bit(&path, 8 * offset + rng.gen_range(0..8 * len)).unwrap();
-    true
-}
-
-/// Removes a sealed segment (with its index) that two later segments follow from the log on
-/// `fs`, when recovery then opens the store (R10: the missing entries are committed, and the
-/// log restarts after them); otherwise puts it back and returns false. The open it tries is
-/// the one the restart would do.
-fn remove_a_committed_segment(fs: &SimFs, rng: &mut StdRng) -> bool {
-    use raftlog::fs::FileSystem;
-    let dir = std::path::Path::new("/log");
-    let Ok(names) = fs.list(dir) else { return false };
-    let mut segments: Vec<String> = names
-        .into_iter()
-        .filter_map(|n| n.to_str().map(str::to_owned))
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    segments.sort();
-    segments.truncate(segments.len().saturating_sub(2));
-    if segments.is_empty() {
-        return false;
-    }
-    let segment = dir.join(&segments[rng.gen_range(0..segments.len())]);
-    let saved: Vec<_> = [segment.clone(), segment.with_extension("idx")]
-        .into_iter()
-        .filter_map(|path| fs.read_file(&path).ok().map(|bytes| (path, bytes)))
-        .collect();
-    for (path, _) in &saved {
-        fs.remove_durable(path);
-    }
-    let options = Options::default().segment_bytes_max(4096);
-    match LogStore::open_with(fs.clone(), dir, options) {
-        Ok(store) => store.recovery_report().lost_prefix.is_some(),
-        Err(_) => {
-            for (path, bytes) in &saved {
-                fs.write_file_durable(path, bytes);
-            }
-            false
-        }
     }
 }
 

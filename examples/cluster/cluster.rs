@@ -109,46 +109,41 @@ impl Cluster {
         self.nodes[&id].config.listen
     }
 
-    /// One control call; returns (done, the node's status).
-    pub fn control(&mut self, id: NodeId, op: ControlOp) -> Result<(bool, NodeStatus), Error> {
+    /// Sends node `id` the operation `op` and returns its answer (the message that echoes
+    /// the request's id).
+    fn call(&mut self, id: NodeId, op: ControlOp) -> Result<Message, Error> {
         let mut connection = Connection::connect(self.addr(id), CONNECT)?;
         let request_id = self.next_request;
         self.next_request += 1;
-        connection.send(&Envelope {
-            from: 0,
-            to: id,
-            message: Message::Control { request_id, op },
-        })?;
+        let message = Message::Control { request_id, op };
+        connection.send(&Envelope { from: 0, to: id, message })?;
         loop {
-            if let Message::ControlReply { request_id: r, ok, status, .. } =
-                connection.receive(REPLY)?.message
-            {
-                if r == request_id {
-                    return Ok((ok, status));
+            let message = connection.receive(REPLY)?.message;
+            match &message {
+                Message::ControlReply { request_id: r, .. }
+                | Message::RepairStatus { request_id: r, .. }
+                    if *r == request_id =>
+                {
+                    return Ok(message)
                 }
+                _ => {}
             }
+        }
+    }
+
+    /// One control call; returns (done, the node's status).
+    pub fn control(&mut self, id: NodeId, op: ControlOp) -> Result<(bool, NodeStatus), Error> {
+        match self.call(id, op)? {
+            Message::ControlReply { ok, status, .. } => Ok((ok, status)),
+            other => Err(format!("node {id} answered {other:?}").into()),
         }
     }
 
     /// What node `id` found damaged in its log, repaired and lost (`ControlOp::Repairs`).
     pub fn repairs(&mut self, id: NodeId) -> Result<RepairReport, Error> {
-        let mut connection = Connection::connect(self.addr(id), CONNECT)?;
-        let request_id = self.next_request;
-        self.next_request += 1;
-        let op = ControlOp::Repairs;
-        connection.send(&Envelope {
-            from: 0,
-            to: id,
-            message: Message::Control { request_id, op },
-        })?;
-        loop {
-            if let Message::RepairStatus { request_id: r, report } =
-                connection.receive(REPLY)?.message
-            {
-                if r == request_id {
-                    return Ok(report);
-                }
-            }
+        match self.call(id, ControlOp::Repairs)? {
+            Message::RepairStatus { report, .. } => Ok(report),
+            other => Err(format!("node {id} answered {other:?}").into()),
         }
     }
 

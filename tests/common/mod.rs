@@ -4,6 +4,7 @@
 pub mod crash_model;
 pub mod gated;
 pub mod hand_cluster;
+pub mod segments;
 
 use std::path::{Path, PathBuf};
 

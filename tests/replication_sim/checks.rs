@@ -1,0 +1,122 @@
+//! The simulation's safety checks, run after every step (the list is in the module docs of
+//! `replication_sim.rs`).
+
+use std::collections::BTreeMap;
+
+use raftlog::Error;
+
+use crate::{checksum, Sim};
+
+impl Sim {
+    pub fn check(&mut self) {
+        let ids: Vec<u64> = self.machines.keys().copied().collect();
+        let mut violations = Vec::new();
+        for id in &ids {
+            let machine = self.machines.get_mut(id).expect("member");
+            let Some(replica) = machine.replica.as_ref() else { continue };
+            let log = replica.log();
+            let commit = log.commit_index();
+            if commit < machine.commit_seen {
+                violations.push(format!(
+                    "node {id}: commit index went back from {} to {commit}",
+                    machine.commit_seen
+                ));
+            }
+            machine.commit_seen = commit;
+            let from = (machine.verified_through + 1).max(log.first_index());
+            let entries = log.entries(from, log.last_index() + 1, u64::MAX).unwrap_or_default();
+            let mut prev_term = log.term(from - 1).unwrap_or(0);
+            for entry in &entries {
+                let seen = (checksum(&entry.payload), prev_term);
+                match self.entries.get(&(entry.index, entry.term)) {
+                    Some(known) if *known != seen => violations.push(format!(
+                        "node {id}: Log Matching broken at index {} term {}",
+                        entry.index, entry.term
+                    )),
+                    Some(_) => {}
+                    None => {
+                        self.entries.insert((entry.index, entry.term), seen);
+                    }
+                }
+                prev_term = entry.term;
+            }
+            machine.verified_through = machine.verified_through.max(commit.min(log.last_index()));
+            // A repaired entry is the one Log Matching saw at its (index, term).
+            let report = replica.repair_report();
+            for repaired in &report.repaired[machine.repairs_checked.min(report.repaired.len())..] {
+                let (lo, hi) = (repaired.first.max(log.first_index()), repaired.last + 1);
+                let prev = log.term(lo - 1).unwrap_or(0);
+                let got = log.entries(lo, hi.min(log.last_index() + 1), u64::MAX);
+                let mut prev_term = prev;
+                for entry in got.unwrap_or_default() {
+                    let seen = (checksum(&entry.payload), prev_term);
+                    if self.entries.get(&(entry.index, entry.term)).is_some_and(|k| *k != seen) {
+                        violations.push(format!(
+                            "node {id}: repaired entry {} from node {} differs from the one \
+                             Log Matching saw",
+                            entry.index, repaired.from
+                        ));
+                    }
+                    prev_term = entry.term;
+                }
+            }
+            self.repaired += (report.repaired.len() - machine.repairs_checked) as u64;
+            self.lost += report.lost.len().saturating_sub(machine.lost_counted) as u64;
+            machine.repairs_checked = report.repaired.len();
+            machine.lost_counted = report.lost.len();
+            self.cut += report.cut.len().saturating_sub(machine.cuts_counted) as u64;
+            machine.cuts_counted = report.cut.len();
+            let state = replica.machine();
+            if state.applied_index > 0 {
+                let digest = *self.applied.entry(state.applied_index).or_insert(state.digest);
+                if digest != state.digest {
+                    violations.push(format!(
+                        "node {id}: applied a different sequence through {} ({:?}, entry {:?})",
+                        state.applied_index,
+                        replica.status(),
+                        log.entries(state.applied_index, state.applied_index + 1, u64::MAX)
+                    ));
+                }
+            }
+        }
+        // Leader Completeness: no running node lacking an acknowledged entry can win an
+        // election, i.e. the voters of its configuration whose logs are not more up to date
+        // than its own (those that would grant it a vote) are fewer than a quorum. Down and
+        // retired nodes are taken as refusing.
+        let logs: BTreeMap<u64, (u64, u64)> = self
+            .running()
+            .filter(|(_, r)| !r.is_removed())
+            .map(|(id, r)| (id, (r.log().last_term(), r.log().last_index())))
+            .collect();
+        for (id, candidate) in self.running() {
+            if candidate.is_removed() || !candidate.configuration().is_voter(id) {
+                continue;
+            }
+            let log = candidate.log();
+            let lacking = self.acknowledged.iter().find(|(index, (term, payload))| {
+                let held = match log.entries(**index, *index + 1, u64::MAX) {
+                    Ok(e) => e[0].term == *term && e[0].payload == *payload,
+                    // Damaged here: held if of the same term (its repair rewrites it).
+                    Err(Error::Damaged { .. }) => log.term(**index).ok() == Some(*term),
+                    Err(_) => false,
+                };
+                **index >= log.first_index() && !held
+            });
+            let Some((index, (term, _))) = lacking else { continue };
+            let own = logs[&id];
+            let config = candidate.configuration();
+            let grants =
+                config.voters().iter().filter(|v| logs.get(v).is_some_and(|l| *l <= own)).count();
+            if grants >= config.quorum() {
+                violations.push(format!(
+                    "node {id} lacks acknowledged entry {index} (term {term}) and could win: \
+                     {grants} of voters {:?} would vote for it",
+                    config.voters()
+                ));
+            }
+        }
+        if let Some(v) = violations.into_iter().next() {
+            self.fail(v);
+        }
+    }
+}
