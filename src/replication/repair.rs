@@ -5,12 +5,14 @@
 //! verification, `LogStore::repair`) neither serves nor applies it: the leader sends no batch
 //! that would hold it, a follower stops applying before it. On each tick the node asks one
 //! peer at a time for its copies of the first damaged range, in turn: the leader it knows
-//! first, then every member of its configuration by id. A copy is written only when its
-//! (index, term) is the one this node's own index records, which by Log Matching makes it the
-//! same entry, committed or not (the store checks it: `RepairRefused` otherwise).
+//! first, then every member of every configuration it tracks, by id. A copy is written only
+//! when its (index, term) is the one this node's own index records, which by Log Matching
+//! makes it the same entry, committed or not (the store checks it: `RepairRefused` otherwise).
 //!
-//! When every peer answered without the entries (compacted, damaged there too) the range is
-//! lost here: it is reported (`RepairReport::lost`), and
+//! When every peer answered without the entries (compacted, damaged there too), and they lie
+//! above the commit index with every other member saying its log never held them, no quorum
+//! ever held them: they are cut (`RepairReport::cut`), as recovery cuts a torn tail.
+//! Otherwise the range is lost here: it is reported (`RepairReport::lost`), and
 //! - if this node applied it, it snapshots (unless a snapshot covers it) and compacts the log
 //!   through it: the damaged bytes are gone, and a follower that needs them gets a snapshot;
 //! - otherwise it asks its peers in turn, the leader first, for a snapshot that covers it
