@@ -32,10 +32,10 @@ impl<F: FileSystem> LogStore<F> {
         let runs = self.inner.plan_read(lo, hi, max_bytes)?;
         let mut entries = Vec::with_capacity(runs.iter().map(|run| run.entries.len()).sum());
         for run in runs {
-            let (sealed, segment_id, path) = (run.sealed(), run.segment_id, run.path.clone());
+            let (sealed, segment_id) = (run.sealed(), run.segment_id);
             match run.read_into(self.inner.store_uid, &mut entries) {
                 Ok(()) => {}
-                Err(Error::Corrupt { offset, indexes: Some(indexes), reason, .. }) if sealed => {
+                Err(Error::Corrupt { path, offset, indexes: Some(indexes), reason }) if sealed => {
                     // Invariant 1 of `repair`: the damaged entry is marked and never returned.
                     let index = indexes.start;
                     self.inner.damage.mark(index, segment_id, path.clone(), offset, reason.clone());
