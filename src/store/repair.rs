@@ -129,11 +129,11 @@ impl<F: FileSystem> LogStore<F> {
         Ok(self.damaged())
     }
 
-    /// Rewrites damaged entries of sealed segments from `entries`, copies a peer holds with
-    /// the same index and term (the caller checks that they are committed there). Each entry
-    /// must be live in a sealed segment, with the term the segment's index records, and its
-    /// record on disk must fail verification; an entry whose record verifies and is the same
-    /// is skipped. Durable when it returns; every entry is checked before anything is written.
+    /// Rewrites damaged entries of sealed segments from `entries`, copies a peer holds. Each
+    /// must be live in a sealed segment and have the term the segment's index records (by Log
+    /// Matching, the same entry), and must re-encode to its record's extent. A record on disk
+    /// that verifies is never overwritten: the same entry is skipped, another one refused.
+    /// Durable when it returns; every entry is checked before anything is written.
     pub fn repair(&self, entries: &[Entry]) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;
