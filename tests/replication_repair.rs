@@ -127,7 +127,7 @@ fn assert_no_wrong_bytes(cluster: &mut Cluster, reference: &[Entry], context: &s
                 Err(error) => panic!("{context}: node {id}: {error}"),
             }
         }
-        digests.push((node.machine().applied_index, node.machine().digest));
+        digests.push((node.machine().sequence.applied_index, node.machine().sequence.digest));
     }
     let applied = digests.iter().map(|d| d.0).min().unwrap();
     assert!(applied >= reference.len() as u64, "{context}: applied {applied}");
@@ -272,9 +272,13 @@ fn a_node_missing_a_segment_of_committed_entries_reports_them_and_restores_from_
     assert!(!node.configuration_known());
     cluster.run(40);
     let node = cluster.get(3);
-    assert_eq!(node.machine().applied_index, reference.len() as u64, "restored, then applied");
+    assert_eq!(
+        node.machine().sequence.applied_index,
+        reference.len() as u64,
+        "restored, then applied"
+    );
     assert!(node.configuration_known());
-    let digests: Vec<u64> = cluster.nodes.values().map(|n| n.machine().digest).collect();
+    let digests: Vec<u64> = cluster.nodes.values().map(|n| n.machine().sequence.digest).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 }
 

@@ -1,8 +1,10 @@
 //! Receiving a snapshot in chunks: from the leader, when this node's next entry is compacted
-//! there, or from any peer, when entries lost everywhere are covered by that peer's snapshot
-//! (`repair`). Either way the transfer resumes across a crash of either side (the receiver
-//! checkpoints after each round), and installing brings the log, the configuration and the
-//! state machine in line with the snapshot.
+//! there; from any peer, when entries lost everywhere are covered by that peer's snapshot
+//! (`repair`); or, of a peer's snapshot, only the files of the slots this node became a holder
+//! of (`slot_moves`). Either way the transfer resumes across a crash of either side (the
+//! receiver checkpoints after each round). Installing a whole snapshot brings the log, the
+//! configuration and the state machine in line with it; installing slots brings only those
+//! slots.
 //!
 //! Invariants:
 //! 1. One snapshot is received at a time; a new offer replaces the one being received.
@@ -29,6 +31,16 @@ pub(super) enum Source {
     Leader,
     /// A peer, for entries lost everywhere this node asked (`RepairOffer`).
     Peer,
+    /// A peer, for the files of slots this node became a holder of (`RepairOffer`).
+    Slots,
+}
+
+impl Source {
+    /// Whether the chunks come in the leader's messages (`SnapshotChunks`) rather than a
+    /// peer's (`RepairChunks`).
+    fn leader(self) -> bool {
+        self == Source::Leader
+    }
 }
 
 /// A snapshot being received.
@@ -49,6 +61,25 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         };
         let receiver = self.snapshots.receive(&manifest)?;
         let index = receiver.meta().index;
+        if source == Source::Slots {
+            let wanted = self.slot_moves.wanted(receiver.meta());
+            if wanted.is_empty() || index < self.log.applied_index() {
+                // Holds none of them (any more), or not through this node's applied index.
+                receiver.abort()?;
+                self.receiving = None;
+                return self.snapshot_declined(from);
+            }
+            let requests = receiver.missing(Some(&wanted), PULL_REQUESTS);
+            if !requests.is_empty() {
+                let pull = Message::RepairPull { term: self.term, index, requests };
+                self.outbox.push(self.envelope(from, pull));
+                return Ok(());
+            }
+            let meta = receiver.install_slots(&wanted)?;
+            self.receiving = None;
+            self.slots_pulled();
+            return self.take_slots(&meta, &wanted, from);
+        }
         if self.log.applied_index() >= index {
             // Already applied past it (the offer raced the log): what it covers is committed
             // here, so it matches the offerer's.
@@ -64,7 +95,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             let term = self.term;
             let pull = match source {
                 Source::Leader => Message::SnapshotPull { term, index, requests },
-                Source::Peer => Message::RepairPull { term, index, requests },
+                Source::Peer | Source::Slots => Message::RepairPull { term, index, requests },
             };
             self.outbox.push(self.envelope(from, pull));
             return Ok(());
@@ -77,6 +108,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.snapshots_installed += 1;
         if self.behind.is_some_and(|index| meta.index >= index) {
             self.behind = None; // the state machine is at the log's applied index again
+        }
+        if self.behind.is_none() {
+            self.settle_slots()?; // the snapshot holds its source's slots, not this node's
         }
         if source == Source::Leader {
             self.appender.reset();
@@ -96,7 +130,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         chunks: &[Bytes],
     ) -> Result<()> {
         let Some(receiving) = &self.receiving else { return Ok(()) };
-        if receiving.from != from || receiving.source != source {
+        if receiving.from != from || receiving.source.leader() != source.leader() {
             return Ok(());
         }
         let mut receiver = self.snapshots.receive(&receiving.manifest)?;
@@ -108,7 +142,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
         receiver.checkpoint()?;
         drop(receiver);
-        if source == Source::Peer {
+        if !source.leader() {
             self.repair_progressed();
         }
         self.pull()

@@ -1,10 +1,16 @@
 //! The state machine seam of the shim, and `ChecksumMachine`, the state machine of its tests,
 //! benchmarks and cluster example.
 //!
+//! A machine may partition its state into slots (`slot_layout`, `SlotMachine`): each node
+//! then holds only the slots its configuration assigns it (`slots::holders`), and the shim
+//! moves slots' state between nodes when the configuration changes (`slot_moves`).
+//!
 //! Invariants:
 //! 1. `apply` sees committed entries in index order, each once per incarnation of the state
 //!    machine; `restore` replaces the whole state with a snapshot's.
 //! 2. `snapshot` writes the state as of the last applied entry, and nothing else.
+//! 3. A slotted machine's snapshot holds exactly the slots it holds, each complete through
+//!    the snapshot's index at least.
 
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -20,6 +26,42 @@ pub trait StateMachine<F: FileSystem> {
     fn snapshot(&self, writer: &mut crate::snapshot::SnapshotWriter<'_, F>) -> Result<()>;
     /// Replaces the state with the snapshot `meta` of `store`.
     fn restore(&mut self, store: &SnapshotStore<F>, meta: &SnapshotMeta) -> Result<()>;
+
+    /// How the state is partitioned into slots; `None` (the default): it is not, and every
+    /// node holds the whole state.
+    fn slot_layout(&self) -> Option<SlotLayout> {
+        None
+    }
+
+    /// The slots whose state this machine holds, ascending.
+    fn held_slots(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Drops `slot`'s state: this node no longer holds it.
+    fn release_slot(&mut self, _slot: u32) {}
+
+    /// Takes the state of `slots` from the snapshot `meta` of `store` (a peer's, installed
+    /// with `install_slots`): each is complete through at least `meta.index`, and this
+    /// machine's `apply` skips their entries at or below that. `None`: the slots' state at
+    /// index 0, empty.
+    fn restore_slots(
+        &mut self,
+        _from: Option<(&SnapshotStore<F>, &SnapshotMeta)>,
+        _slots: &[u32],
+    ) -> Result<()> {
+        Err(Error::InvalidOptions("this state machine has no slots"))
+    }
+}
+
+/// How a slotted state machine partitions its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotLayout {
+    /// Slots `0..count`.
+    pub count: u32,
+    /// Holders of each slot (`slots::holders`), at least 2: a slot's state then survives the
+    /// removal of any one node without that node serving it.
+    pub replicas: usize,
 }
 
 /// A state machine whose state is a running checksum of every entry it applied (index, term
@@ -57,7 +99,8 @@ impl ChecksumMachine {
         mixed.rotate_left(29) ^ entry.index
     }
 
-    fn encode(&self) -> [u8; FILE_BYTES] {
+    /// The state as 32 bytes: the four fields, little-endian.
+    pub(super) fn encode(&self) -> [u8; FILE_BYTES] {
         let mut out = [0u8; FILE_BYTES];
         for (at, field) in
             [self.applied_index, self.digest, self.entries, self.bytes].iter().enumerate()
@@ -65,6 +108,31 @@ impl ChecksumMachine {
             out[at * 8..at * 8 + 8].copy_from_slice(&field.to_le_bytes());
         }
         out
+    }
+
+    /// Reads the state `encode` wrote into file `name` of `meta`; its index must be at least
+    /// `meta.index` (or equal, with `exact`).
+    pub(super) fn read<F: FileSystem>(
+        store: &SnapshotStore<F>,
+        meta: &SnapshotMeta,
+        slot: u32,
+        name: &str,
+        exact: bool,
+    ) -> Result<ChecksumMachine> {
+        let bytes = store.read(meta, slot, name)?;
+        let field = |at: usize| crate::codec::u64_at(&bytes, at * 8);
+        let fits = bytes.len() == FILE_BYTES
+            && (field(0) == meta.index || !exact && field(0) > meta.index);
+        if !fits {
+            let path = store.dir().join(name);
+            return Err(Error::corrupt(path, 0, None, Corruption::Field("checksum machine state")));
+        }
+        Ok(ChecksumMachine {
+            applied_index: field(0),
+            digest: field(1),
+            entries: field(2),
+            bytes: field(3),
+        })
     }
 }
 
@@ -88,18 +156,7 @@ impl<F: FileSystem> StateMachine<F> for ChecksumMachine {
     }
 
     fn restore(&mut self, store: &SnapshotStore<F>, meta: &SnapshotMeta) -> Result<()> {
-        let bytes = store.read(meta, SLOT, FILE)?;
-        let field = |at: usize| crate::codec::u64_at(&bytes, at * 8);
-        if bytes.len() != FILE_BYTES || field(0) != meta.index {
-            let path = store.dir().join(FILE);
-            return Err(Error::corrupt(path, 0, None, Corruption::Field("checksum machine state")));
-        }
-        *self = ChecksumMachine {
-            applied_index: field(0),
-            digest: field(1),
-            entries: field(2),
-            bytes: field(3),
-        };
+        *self = ChecksumMachine::read(store, meta, SLOT, FILE, true)?;
         Ok(())
     }
 }

@@ -312,6 +312,24 @@ pub struct Repaired {
     pub from: NodeId,
 }
 
+/// A slot a node pulled from a peer's snapshot when it became one of its holders
+/// (`Replica::slot_pulls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotPull {
+    /// The slot.
+    pub slot: u32,
+    /// The holder it replaced (the removed or outranked node; 0: none, the holders grew, or
+    /// this node caught up past the change by a snapshot).
+    pub from: NodeId,
+    /// The peer whose snapshot it was pulled from (0: the transfer finished before this
+    /// node restarted, and is installed from disk).
+    pub source: NodeId,
+    /// That snapshot's index: the slot's state is complete through it.
+    pub index: u64,
+    /// Bytes of the slot's files.
+    pub bytes: u64,
+}
+
 /// A node's state, as `Replica::status` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeStatus {

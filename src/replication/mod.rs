@@ -15,7 +15,8 @@
 //!   chunks (resumable across crashes of either side), then the log;
 //! - membership changes one at a time (`membership`): learners join, catch up and are
 //!   promoted, nodes are removed; the quorum follows the configuration the log holds; slots
-//!   are assigned to voters by rendezvous hashing (`slots`);
+//!   are assigned to voters by rendezvous hashing (`slots`), and the nodes that become a
+//!   slot's holders pull its files from a peer's snapshot (`slot_moves`);
 //! - relay fan-out (`relay`, optional): a few followers forward the leader's batches to the
 //!   others;
 //! - repair from peers (`repair`, CTRL): a damaged entry is neither served nor applied, and
@@ -43,22 +44,25 @@ mod replica;
 mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod slot_machine;
+mod slot_moves;
 pub mod slots;
 pub mod tcp;
 pub mod wire;
 
 pub use appender::{Appender, AppenderKind, Outcome};
-pub use machine::{ChecksumMachine, StateMachine};
+pub use machine::{ChecksumMachine, SlotLayout, StateMachine};
 pub use membership::{ConfChange, Configuration, CONFIG_KIND, MEMBERS_MAX};
 pub use message::{
     Append, AppendReply, AppendStatus, ClientOutcome, ControlOp, Envelope, Message, NodeId,
-    NodeStatus, PeerStatus, RepairReport, Repaired,
+    NodeStatus, PeerStatus, RepairReport, Repaired, SlotPull,
 };
 pub use options::ReplicationOptions;
 pub use progress::{quorum_index, Progress, ProgressState};
 pub use repair::REPORTS_MAX;
 pub use replica::{Replica, NOOP_KIND};
 pub use server::Server;
+pub use slot_machine::{SlotMachine, SlotState, DATA_KIND, SEQUENCE_SLOT};
 
 /// How a node's messages travel: the TCP transport between processes, the simulated network
 /// in tests.

@@ -21,11 +21,14 @@
 //!   again after `LOST_RETRY_ROUNDS` rounds of `resend_ticks`.
 //!
 //! A replica whose state machine lags its log's start (`Replica::behind`: recovery dropped a
-//! prefix of committed entries with a missing segment) asks for such a snapshot the same way.
+//! prefix of committed entries with a missing segment) asks for such a snapshot the same way,
+//! and so does one waiting for slots it became a holder of (`slot_moves`), of which it pulls
+//! only those slots' files.
 //!
 //! Invariants:
 //! 1. At most one request is outstanding, for the first damaged range (at most `ENTRIES_MAX`
-//!    entries): first for its entries, then for a snapshot covering it. It goes to the next
+//!    entries): first for its entries, then for a snapshot covering it; else for a snapshot
+//!    covering the log's start (`behind`), else for one holding pending slots. It goes to the next
 //!    peer when the last one answered without, or did not answer within `resend_ticks`.
 //! 2. Repair messages change no term and no leader: their content is verified by (index,
 //!    term) and by snapshot manifests, whatever the sender's term.
@@ -90,6 +93,8 @@ impl Asking {
 enum Want {
     Entries,
     Snapshot,
+    /// A snapshot at or above the applied index holding pending slots.
+    Slots,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -131,21 +136,26 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if waiting {
             return Ok(());
         }
-        if self.receiving.as_ref().is_some_and(|r| r.source == Source::Peer) {
+        if self.receiving.as_ref().is_some_and(|r| r.source != Source::Leader) {
             self.receiving = None; // the peer's transfer stalled: the next peer
         }
         self.ask_next_peer()
     }
 
-    /// What to ask peers for: the first damaged range's entries (at most `ENTRIES_MAX`), or,
-    /// when the state machine lags the log's start (`Replica::behind`), a snapshot.
+    /// What to ask peers for: the first damaged range's entries (at most `ENTRIES_MAX`); when
+    /// the state machine lags the log's start (`Replica::behind`), a snapshot; when slots are
+    /// pending (`slot_moves`), a snapshot at the applied index at least.
     fn repair_target(&self) -> Option<(u64, u64, Want)> {
         if let Some(range) = self.log.damaged().into_iter().next() {
             let first = *range.start();
             let last = (*range.end()).min(first.saturating_add(u64::from(ENTRIES_MAX) - 1));
             return Some((first, last, Want::Entries));
         }
-        self.behind.map(|index| (index, index, Want::Snapshot))
+        if let Some(index) = self.behind {
+            return Some((index, index, Want::Snapshot));
+        }
+        let applied = self.log.applied_index();
+        self.slot_moves.waiting().then_some((applied, applied, Want::Slots))
     }
 
     /// Asks the next peer not asked yet; when none is left, the entries are lost here and
@@ -174,7 +184,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                     let first_term = self.log.term(first)?;
                     Message::RepairRequest { term, first, last, first_term }
                 }
-                Want::Snapshot => Message::SnapshotRequest { term, index: last },
+                Want::Snapshot | Want::Slots => Message::SnapshotRequest { term, index: last },
             };
             self.outbox.push(self.envelope(peer, request));
             return Ok(());
@@ -352,16 +362,34 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         Ok(())
     }
 
-    /// Takes a peer's offer of a snapshot covering the lost entries, or asks the next peer.
+    /// Takes a peer's offer of a snapshot covering the lost entries or holding pending
+    /// slots, or asks the next peer.
     pub(super) fn on_repair_offer(&mut self, from: NodeId, manifest: Bytes) -> Result<()> {
-        if !self.awaited(from, Want::Snapshot, None) {
+        let source = if self.awaited(from, Want::Snapshot, None) {
+            Source::Peer
+        } else if self.awaited(from, Want::Slots, None) {
+            Source::Slots
+        } else {
             return Ok(());
-        }
+        };
         if manifest.is_empty() {
             return self.ask_next_peer();
         }
-        self.receiving = Some(Receiving { from, source: Source::Peer, manifest });
+        self.receiving = Some(Receiving { from, source, manifest });
         self.pull()
+    }
+
+    /// `from`'s snapshot does not hold what is wanted: the next peer.
+    pub(super) fn snapshot_declined(&mut self, from: NodeId) -> Result<()> {
+        if self.repairs.asking.as_ref().is_some_and(|a| a.asked.last() == Some(&from)) {
+            return self.ask_next_peer();
+        }
+        Ok(())
+    }
+
+    /// Slots were pulled: what is still pending is asked of everyone again, from the first.
+    pub(super) fn slots_pulled(&mut self) {
+        self.repairs.asking = None;
     }
 
     /// Serves chunks of this node's latest snapshot to a peer repairing from it, or offers

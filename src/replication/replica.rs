@@ -26,6 +26,7 @@ use super::membership::{Configuration, Tracker, CONFIG_KIND};
 use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
 use super::options::ReplicationOptions;
 use super::repair::Repairs;
+use super::slot_moves::SlotMoves;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -68,6 +69,8 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     /// The state machine lags the log's start (a lost prefix): it applies nothing until a
     /// snapshot at or above this index is installed (`repair`).
     pub(super) behind: Option<u64>,
+    /// Slots a slotted state machine waits for, and those it pulled (`slot_moves`).
+    pub(super) slot_moves: SlotMoves,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -127,7 +130,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let term = log.hard_state().term;
         let appender =
             Appender::new(options.appender, options.appender_capacity, options.resend_ticks);
-        Ok(Replica {
+        let mut replica = Replica {
             id,
             membership,
             log: Arc::new(log),
@@ -147,7 +150,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             snapshots_installed: 0,
             repairs,
             behind,
-        })
+            slot_moves: SlotMoves::default(),
+        };
+        if replica.behind.is_none() {
+            replica.settle_slots()?;
+        }
+        Ok(replica)
     }
 
     /// The node's id.
@@ -464,9 +472,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     fn apply(&mut self) -> Result<()> {
-        if self.behind.is_some() {
+        if self.behind.is_some() || self.slot_moves.waiting() {
             return Ok(());
         }
+        let slotted = self.machine.slot_layout().is_some();
         loop {
             let entries = match self.log.next_committed_entries(self.options.apply_bytes_max) {
                 // Applying waits for the damaged entry's repair (`repair`).
@@ -476,6 +485,14 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             let Some(last) = entries.last().map(|e| e.index) else { return Ok(()) };
             for entry in &entries {
                 self.machine.apply(entry);
+                if slotted && entry.kind == CONFIG_KIND {
+                    // The slots held follow the configuration (`slot_moves`).
+                    self.log.applied_to(entry.index)?;
+                    self.settle_slots()?;
+                    if self.slot_moves.waiting() {
+                        return Ok(());
+                    }
+                }
             }
             self.log.applied_to(last)?;
         }
@@ -488,11 +505,17 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         if self.behind.is_some() {
             return Ok(None); // the state machine is not at the log's applied index
         }
-        let applied = self.log.applied_index();
         let latest = self.snapshots.latest()?.map_or(0, |meta| meta.index);
-        if applied <= latest {
+        if self.log.applied_index() <= latest {
             return Ok(None);
         }
+        self.take_snapshot().map(Some)
+    }
+
+    /// Snapshots the state machine at the applied index, as `snapshot` does, whatever the
+    /// latest snapshot.
+    pub(super) fn take_snapshot(&mut self) -> Result<SnapshotMeta> {
+        let applied = self.log.applied_index();
         let term = self.log.term(applied)?;
         let configuration = self.membership.at(applied).encode();
         let mut writer = self.snapshots.begin(applied, term, &configuration)?;
@@ -501,7 +524,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         self.membership.fold_through(applied);
         self.log.compact(applied.saturating_sub(self.options.compaction_lag_entries))?;
         self.snapshots.keep_latest(2)?;
-        Ok(Some(meta))
+        Ok(meta)
     }
 
     /// Makes the log durable and closes its store (sealed: the next open reads no record),

@@ -1,10 +1,13 @@
-//! Slot ownership: which voter of a configuration owns each of a group's slots.
+//! Slot ownership: which voters of a configuration own and hold each of a group's slots.
 //!
-//! The owner of a slot is the voter with the highest weight `mix(slot, node)` (rendezvous
-//! hashing), so the assignment is a function of the set of voters alone: every node computes
-//! the same one from the configuration its log holds, whatever order it learned the members
-//! in, and a change moves only the slots it must (removing a voter moves exactly its slots;
-//! adding one moves to it exactly the slots it now wins, about `slots / voters`).
+//! Voters are ranked per slot by a weight `mix(slot, node)` (rendezvous hashing). The owner
+//! of a slot is the voter of the highest weight; its holders are the `replicas` voters of the
+//! highest weights, the owner first: they materialize the slot's state (a slotted
+//! `StateMachine`), as the members of an IoTDB data group hold its slots. The assignment is a
+//! function of the set of voters alone: every node computes the same one from the
+//! configuration its log holds, whatever order it learned the members in, and a change moves
+//! only the slots it must (removing a voter moves exactly its slots, each to one new holder;
+//! adding one moves to it exactly the slots it now wins, about `replicas * slots / voters`).
 //!
 //! This fixes the seed's reassignment (IoTDB's `SlotPartitionTable.removeNode`, see
 //! `reference/iotdb/multileader-sync-and-node-removal.md` B.2): there, slot *k* of the removed
@@ -14,8 +17,11 @@
 //! both its owners.
 //!
 //! Invariants:
-//! 1. Every slot has exactly one owner, a voter of the configuration.
+//! 1. Every slot has exactly one owner, a voter of the configuration, and
+//!    `min(replicas, voters)` distinct holders, the owner first.
 //! 2. `moves(from, to)` lists exactly the slots whose owner differs, each once.
+//! 3. One membership change (one voter added or removed) changes a slot's holders by at most
+//!    one node in and one out.
 
 use super::membership::Configuration;
 use super::message::NodeId;
@@ -46,6 +52,23 @@ pub fn owner(config: &Configuration, slot: u32) -> NodeId {
         .iter()
         .max_by_key(|node| (weight(slot, **node), std::cmp::Reverse(**node)))
         .expect("a configuration has a voter")
+}
+
+/// The holders of `slot` under `config`: its `replicas` voters of the highest weights (all
+/// voters when there are fewer), the owner first.
+pub fn holders(config: &Configuration, slot: u32, replicas: usize) -> Vec<NodeId> {
+    let mut ranked: Vec<NodeId> = config.voters().to_vec();
+    ranked.sort_by_key(|node| std::cmp::Reverse((weight(slot, *node), std::cmp::Reverse(*node))));
+    ranked.truncate(replicas);
+    ranked
+}
+
+/// The slots in `0..slots` that `node` holds under `config`, ascending.
+pub fn held_by(config: &Configuration, node: NodeId, slots: u32, replicas: usize) -> Vec<u32> {
+    if !config.is_voter(node) {
+        return Vec::new();
+    }
+    (0..slots).filter(|slot| holders(config, *slot, replicas).contains(&node)).collect()
 }
 
 /// The owner of every slot in `0..slots`, indexed by slot.
@@ -109,6 +132,34 @@ mod tests {
             prop_assert!(moved.iter().all(|m| m.to == new));
             let owned = assignment(&after, SLOTS).iter().filter(|o| **o == new).count();
             prop_assert_eq!(moved.len(), owned);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn holders_change_by_one_node_per_change(
+            ids in voters(), pick in 0usize..8, new in 40u64..50, replicas in 1usize..5
+        ) {
+            let before = Configuration::new(&ids, &[]).unwrap();
+            let removed = (ids.len() > 1)
+                .then(|| before.apply(ConfChange::Remove(ids[pick % ids.len()])).unwrap());
+            let learner = before.apply(ConfChange::AddLearner(new)).unwrap();
+            let added = learner.apply(ConfChange::Promote(new)).unwrap();
+            for after in removed.iter().chain([&added]) {
+                for slot in 0..SLOTS {
+                    let (was, is) =
+                        (holders(&before, slot, replicas), holders(after, slot, replicas));
+                    prop_assert_eq!(is.len(), replicas.min(after.voters().len()));
+                    prop_assert_eq!(is[0], owner(after, slot));
+                    let mut distinct = is.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    prop_assert_eq!(distinct.len(), is.len());
+                    let joined = is.iter().filter(|n| !was.contains(n)).count();
+                    let left = was.iter().filter(|n| !is.contains(n)).count();
+                    prop_assert!(joined <= 1 && left <= 1, "slot {}: {:?} -> {:?}", slot, was, is);
+                }
+            }
         }
     }
 

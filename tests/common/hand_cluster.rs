@@ -1,13 +1,18 @@
 //! A group of replicas driven by hand: every node ticks and readies, then every message is
-//! delivered in order, none lost. Each node has a simulated disk of its own.
+//! delivered in order, none lost. Each node has a simulated disk of its own, and a
+//! `SlotMachine` of `SLOTS` slots with `REPLICAS` holders each.
 
 use std::collections::BTreeMap;
 
 use raftlog::fs::SimFs;
-use raftlog::replication::{ChecksumMachine, Envelope, Replica, ReplicationOptions};
+use raftlog::replication::{Envelope, Replica, ReplicationOptions, SlotMachine};
 use raftlog::{LogStore, Options, RaftLog, RaftLogOptions, SnapshotOptions, SnapshotStore};
 
-pub type Node = Replica<SimFs, ChecksumMachine>;
+pub type Node = Replica<SimFs, SlotMachine>;
+
+/// The slots of every node's state machine, and the holders of each.
+pub const SLOTS: u32 = 16;
+pub const REPLICAS: usize = 3;
 
 /// Opens node `id` on `fs` (log in `/log`, snapshots in `/snap`), knowing `bootstrap` as the
 /// group's first voters.
@@ -28,7 +33,8 @@ pub fn node_with(
     let log = RaftLog::with_options(store, memory).unwrap();
     let snapshots = SnapshotStore::open_with(fs, "/snap", SnapshotOptions::default()).unwrap();
     let replication = ReplicationOptions::default();
-    Replica::open(id, bootstrap, log, snapshots, ChecksumMachine::default(), replication).unwrap()
+    let machine = SlotMachine::new(SLOTS, REPLICAS).unwrap();
+    Replica::open(id, bootstrap, log, snapshots, machine, replication).unwrap()
 }
 
 pub struct Cluster {
