@@ -20,7 +20,12 @@
 //! - the sequences nodes applied are prefixes of each other (their chained checksums agree at
 //!   every index two of them reached);
 //! - a repaired entry is the one Log Matching saw at its (index, term);
-//! - when the faults stop, every damage found is repaired (or its range compacted away).
+//! - slots (a `SlotMachine` of 16 slots, 3 holders each): a node holds or waits for exactly
+//!   the slots the configuration at its applied index assigns it, never another; two nodes
+//!   holding a slot complete through the same index hold the same state;
+//! - when the faults stop, every damage found is repaired (or its range compacted away), and
+//!   after the last committed configuration every slot is held by exactly its holders, its
+//!   one owner among them.
 //!
 //! `RAFTLOG_SIM_SEEDS` sets the number of seeded runs (default 2,000), `RAFTLOG_SIM_SEED`
 //! replays one. A failure prints its seed.
@@ -41,14 +46,18 @@ use damage::{damage_a_sealed_entry, remove_a_committed_segment};
 use raftlog::fs::SimFs;
 use raftlog::replication::sim::{NetworkFaults, SimEndpoint, SimNetwork};
 use raftlog::replication::{
-    AppenderKind, ChecksumMachine, ConfChange, Envelope, Message, Replica, ReplicationOptions,
+    AppenderKind, ConfChange, Envelope, Message, Replica, ReplicationOptions, SlotMachine,
     Transport,
 };
 use raftlog::{Error, LogStore, Options, RaftLog, SnapshotOptions, SnapshotStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-type Node = Replica<SimFs, ChecksumMachine>;
+type Node = Replica<SimFs, SlotMachine>;
+
+/// The slots of every node's state machine, and the holders of each.
+const SLOTS: u32 = 16;
+const REPLICAS: usize = 3;
 
 struct Machine {
     fs: SimFs,
@@ -72,6 +81,7 @@ struct Machine {
     repairs_checked: usize,
     lost_counted: usize,
     cuts_counted: usize,
+    pulls_counted: usize,
 }
 
 impl Machine {
@@ -89,6 +99,7 @@ impl Machine {
             repairs_checked: 0,
             lost_counted: 0,
             cuts_counted: 0,
+            pulls_counted: 0,
         }
     }
 }
@@ -106,6 +117,10 @@ struct Sim {
     proposed: BTreeMap<u64, (u64, Bytes)>,
     /// index -> the applied checksum through it.
     applied: BTreeMap<u64, u64>,
+    /// (slot, through) -> the slot's (digest, entries) through it.
+    slot_states: BTreeMap<(u32, u64), (u64, u64)>,
+    /// Slots nodes pulled from a peer's snapshot.
+    slot_pulls: u64,
     crashes: u64,
     elections: u64,
     snapshots_installed: u64,
@@ -137,7 +152,8 @@ fn open(
         LogStore::open_with(fs.clone(), "/log", Options::default().segment_bytes_max(4096))?;
     let snapshots = SnapshotStore::open_with(fs.clone(), "/snap", SnapshotOptions::default())?;
     let log = RaftLog::new(store)?;
-    Replica::open(id, members, log, snapshots, ChecksumMachine::default(), options.clone())
+    let machine = SlotMachine::new(SLOTS, REPLICAS)?;
+    Replica::open(id, members, log, snapshots, machine, options.clone())
 }
 
 fn checksum(bytes: &[u8]) -> u64 {
@@ -179,6 +195,8 @@ impl Sim {
             acknowledged: BTreeMap::new(),
             proposed: BTreeMap::new(),
             applied: BTreeMap::new(),
+            slot_states: BTreeMap::new(),
+            slot_pulls: 0,
             crashes: 0,
             elections: 0,
             snapshots_installed: 0,
@@ -348,11 +366,19 @@ impl Sim {
     }
 
     /// Retires the nodes a leader's committed configuration excludes: removed ones, and
-    /// joining ones whose addition a new leader's log no longer holds.
+    /// joining ones whose addition a new leader's log no longer holds. As an operator does,
+    /// it waits until no running node waits for slots (a removed node may hold the only
+    /// complete copy of one).
     fn retire(&mut self) {
         let Some(leader) = self.leader() else { return };
         let replica = self.machines[&leader].replica.as_ref().expect("leads");
         if replica.configuration_index() > replica.log().commit_index() {
+            return;
+        }
+        let waiting = self.machines.values().any(|m| {
+            !m.retired && m.replica.as_ref().is_none_or(|r| !r.pending_slots().is_empty())
+        });
+        if waiting {
             return;
         }
         let config = replica.configuration().clone();
@@ -390,6 +416,7 @@ impl Sim {
                 machine.repairs_checked = 0;
                 machine.lost_counted = 0;
                 machine.cuts_counted = 0;
+                machine.pulls_counted = 0;
                 if std::mem::take(&mut machine.scrub_at_restart) {
                     if let Err(e) = replica.scrub() {
                         self.fail(format!("node {id} failed to scrub: {e}"));
@@ -515,13 +542,25 @@ impl Sim {
             self.retire();
             self.check();
             if round > 50 && self.converged() {
-                return;
+                return self.check_placement();
             }
         }
         let status: Vec<_> = self
             .machines
             .values()
-            .filter_map(|m| m.replica.as_ref().map(|r| (r.status(), r.repair_report())))
+            .filter_map(|m| {
+                m.replica.as_ref().map(|r| {
+                    let held: Vec<u32> =
+                        (0..SLOTS).filter(|s| r.machine().slot(*s).is_some()).collect();
+                    (
+                        r.status(),
+                        r.repair_report(),
+                        r.applied_configuration().voters().to_vec(),
+                        held,
+                        r.pending_slots(),
+                    )
+                })
+            })
             .collect();
         self.fail(format!("no convergence after the faults stopped: {status:?}"));
     }
@@ -534,11 +573,17 @@ impl Sim {
         let commit = log.commit_index();
         log.last_index() == commit
             && replica.configuration_index() <= commit
-            && self.machines.values().filter(|m| !m.retired).all(|m| {
-                m.replica.as_ref().is_some_and(|r| {
-                    r.machine().applied_index == commit && r.repair_report().damaged.is_empty()
+            && self
+                .machines
+                .iter()
+                .filter(|(id, m)| !m.retired && replica.configuration().contains(**id))
+                .all(|(_, m)| {
+                    m.replica.as_ref().is_some_and(|r| {
+                        r.machine().sequence.applied_index == commit
+                            && r.repair_report().damaged.is_empty()
+                            && r.pending_slots().is_empty()
+                    })
                 })
-            })
     }
 }
 
@@ -557,6 +602,7 @@ fn seeded_clusters_keep_every_safety_property() {
     let (mut steps, mut crashes, mut elections, mut acknowledged, mut installs) = (0, 0, 0, 0, 0);
     let (mut changes, mut removals, mut promotions, mut relays) = (0, 0, 0, 0);
     let (mut damaged, mut repaired, mut lost, mut cut, mut missing) = (0, 0, 0, 0, 0);
+    let mut slot_pulls = 0;
     for seed in seeds() {
         let mut sim = Sim::new(seed);
         sim.run(120);
@@ -574,6 +620,7 @@ fn seeded_clusters_keep_every_safety_property() {
         lost += sim.lost;
         cut += sim.cut;
         missing += sim.missing;
+        slot_pulls += sim.slot_pulls;
     }
     println!(
         "replication simulation: {} runs, {steps} steps, {crashes} power losses, {elections} elections, \
@@ -581,7 +628,7 @@ fn seeded_clusters_keep_every_safety_property() {
          {changes} membership changes ({promotions} promotions, {removals} nodes retired), \
          {relays} batches relayed, {damaged} sealed entries damaged ({repaired} ranges repaired \
          from a peer, {lost} reported lost, {cut} uncommitted tails cut), {missing} segments of \
-         committed entries removed, in {:.1} s",
+         committed entries removed, {slot_pulls} slots pulled by a new holder, in {:.1} s",
         seeds().len(),
         started.elapsed().as_secs_f64()
     );
@@ -593,7 +640,8 @@ fn seeded_clusters_keep_every_safety_property() {
                 && promotions > 0
                 && removals > 0
                 && relays > 0
-                && repaired > 0,
+                && repaired > 0
+                && slot_pulls > 0,
             "the simulation exercised too little"
         );
     }
@@ -608,7 +656,7 @@ fn one_seed_replays_exactly() {
             .machines
             .values()
             .filter_map(|m| m.replica.as_ref())
-            .map(|r| (r.machine().applied_index, r.machine().digest))
+            .map(|r| (r.machine().sequence.applied_index, r.machine().sequence.digest))
             .collect();
         let counts = sim.network.borrow().counts();
         (digests, counts, sim.acknowledged.len(), sim.crashes)

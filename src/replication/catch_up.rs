@@ -63,8 +63,8 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let index = receiver.meta().index;
         if source == Source::Slots {
             let wanted = self.slot_moves.wanted(receiver.meta());
-            if wanted.is_empty() || index < self.log.applied_index() {
-                // Holds none of them (any more), or not through this node's applied index.
+            if wanted.is_empty() || !self.replayable(index) {
+                // Holds none of them (any more), or the log cannot bring them forward.
                 receiver.abort()?;
                 self.receiving = None;
                 return self.snapshot_declined(from);
@@ -80,9 +80,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             self.slots_pulled();
             return self.take_slots(&meta, &wanted, from);
         }
-        if self.log.applied_index() >= index {
+        if self.behind.is_none() && self.log.applied_index() >= index {
             // Already applied past it (the offer raced the log): what it covers is committed
-            // here, so it matches the offerer's.
+            // here, so it matches the offerer's. (Not when the state machine lags the log's
+            // start: the log's applied index is then only where the log starts.)
             receiver.abort()?;
             self.receiving = None;
             if source == Source::Leader {
@@ -101,6 +102,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Ok(());
         }
         let meta = receiver.install_with_log(&*self.log)?;
+        if let Some(layout) = self.machine.slot_layout() {
+            self.slot_floor.snapshotted(&meta, layout.count);
+        }
         let config = Configuration::decode(&meta.configuration)?;
         self.membership.rebase(self.id, (meta.index, meta.term), config, &self.log)?;
         self.machine.restore(&self.snapshots, &meta)?;
@@ -110,7 +114,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             self.behind = None; // the state machine is at the log's applied index again
         }
         if self.behind.is_none() {
-            self.settle_slots()?; // the snapshot holds its source's slots, not this node's
+            self.settle_slots(true)?; // the snapshot holds its source's slots, not this node's
         }
         if source == Source::Leader {
             self.appender.reset();

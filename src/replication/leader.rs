@@ -404,6 +404,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             for id in peers {
                 let message = Message::Heartbeat { term: self.term, leader_commit: commit };
                 self.outbox.push(self.envelope(id, message));
+                self.send_compaction_floor(id);
             }
         }
         Ok(())

@@ -42,13 +42,16 @@ pub trait StateMachine<F: FileSystem> {
     fn release_slot(&mut self, _slot: u32) {}
 
     /// Takes the state of `slots` from the snapshot `meta` of `store` (a peer's, installed
-    /// with `install_slots`): each is complete through at least `meta.index`, and this
-    /// machine's `apply` skips their entries at or below that. `None`: the slots' state at
-    /// index 0, empty.
+    /// with `install_slots`), complete through at least `meta.index`, then applies to them
+    /// the entries of theirs among `since`: the log's committed entries after `meta.index`
+    /// through the applied index (none when the snapshot is at or past it). Their state is
+    /// then complete through the applied index at least, and `apply` skips their entries at
+    /// or below the index it is complete through. `None`: the slots' state at index 0, empty.
     fn restore_slots(
         &mut self,
         _from: Option<(&SnapshotStore<F>, &SnapshotMeta)>,
         _slots: &[u32],
+        _since: &[Entry],
     ) -> Result<()> {
         Err(Error::InvalidOptions("this state machine has no slots"))
     }

@@ -122,6 +122,32 @@ pub enum Message {
         /// The snapshot's manifest; empty when the peer has none covering the index.
         manifest: Bytes,
     },
+    /// Any node to the members of its configuration: it pulled `slots` and holds them in a
+    /// durable snapshot, so a node keeping a copy of one it is no longer assigned may drop it
+    /// (`slot_moves`). Acted on whatever its term.
+    SlotsTaken {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The slots (at most `wire::SLOTS_MAX`).
+        slots: Vec<u32>,
+    },
+    /// Leader to every node, with each heartbeat of a slotted group: compact the log no
+    /// further than `index` (`slot_floor`). Acted on whatever its term.
+    CompactionFloor {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The floor.
+        index: u64,
+    },
+    /// The answer: the index of the sender's latest snapshot and the slots it holds.
+    SlotsDurable {
+        /// The sender's term (for information only).
+        term: u64,
+        /// The snapshot's index.
+        index: u64,
+        /// Its slots (at most `wire::SLOTS_MAX`).
+        slots: Vec<u32>,
+    },
     /// Chunks of the offered snapshot still missing (as `SnapshotPull`).
     RepairPull {
         /// The sender's term (for information only).

@@ -44,6 +44,7 @@ mod replica;
 mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod slot_floor;
 mod slot_machine;
 mod slot_moves;
 pub mod slots;

@@ -5,7 +5,8 @@
 //! verification, `LogStore::repair`) neither serves nor applies it: the leader sends no batch
 //! that would hold it, a follower stops applying before it. On each tick the node asks one
 //! peer at a time for its copies of the first damaged range, in turn: the leader it knows
-//! first, then every member of every configuration it tracks, by id. A copy is written only
+//! first, then every member of every configuration it tracks, by id (for pending slots, the
+//! nodes they moved from come before them). A copy is written only
 //! when its (index, term) is the one this node's own index records, which by Log Matching
 //! makes it the same entry, committed or not (the store checks it: `RepairRefused` otherwise).
 //!
@@ -169,7 +170,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Ok(());
         }
         let mut candidates: Vec<NodeId> = Vec::new();
-        for id in std::iter::once(self.leader_id).chain(self.membership.everyone()) {
+        let former = match self.repairs.asking.as_ref().map(|a| a.want) {
+            Some(Want::Slots) => self.slot_moves.former_holders(),
+            _ => Vec::new(),
+        };
+        let everyone = self.membership.everyone();
+        for id in former.into_iter().chain([self.leader_id]).chain(everyone) {
             if id != 0 && id != self.id && !candidates.contains(&id) {
                 candidates.push(id);
             }
@@ -184,7 +190,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                     let first_term = self.log.term(first)?;
                     Message::RepairRequest { term, first, last, first_term }
                 }
-                Want::Snapshot | Want::Slots => Message::SnapshotRequest { term, index: last },
+                Want::Snapshot => Message::SnapshotRequest { term, index: last },
+                // Any snapshot the log can bring forward will do (`slot_moves`).
+                Want::Slots => {
+                    let index = self.log.first_index() - 1;
+                    Message::SnapshotRequest { term, index }
+                }
             };
             self.outbox.push(self.envelope(peer, request));
             return Ok(());
@@ -400,7 +411,16 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         index: u64,
         requests: &[ChunkRequest],
     ) -> Result<()> {
-        let Some(meta) = self.snapshots.latest()?.filter(|meta| meta.index == index) else {
+        // The snapshot pulled may have been replaced by another of the same index (a slot
+        // pull, an install): then the files asked for are offered again from the new one.
+        let serves = |meta: &crate::snapshot::SnapshotMeta| {
+            meta.index == index
+                && requests.iter().all(|r| {
+                    meta.file(r.slot, &r.name)
+                        .is_some_and(|file| r.offset.saturating_add(u64::from(r.len)) <= file.size)
+                })
+        };
+        let Some(meta) = self.snapshots.latest()?.filter(serves) else {
             return self.on_snapshot_request(from, index);
         };
         let chunks = self.chunks(&meta, requests)?;

@@ -12,7 +12,8 @@
 //! 4. `leader.is_some()` only in a term this node voted itself for.
 //! 5. The state machine has applied exactly the log's applied index.
 //! 6. The configuration is the last one the log holds (`membership`); it is re-read after
-//!    every change to the log. A node a committed configuration removed serves nothing.
+//!    every change to the log. A node a committed configuration removed serves nothing but
+//!    its snapshots, to the new holders of its slots.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use super::membership::{Configuration, Tracker, CONFIG_KIND};
 use super::message::{Append, AppendReply, AppendStatus, Envelope, Message, NodeId, NodeStatus};
 use super::options::ReplicationOptions;
 use super::repair::Repairs;
+use super::slot_floor::SlotFloor;
 use super::slot_moves::SlotMoves;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -71,6 +73,8 @@ pub struct Replica<F: FileSystem, M: StateMachine<F>> {
     pub(super) behind: Option<u64>,
     /// Slots a slotted state machine waits for, and those it pulled (`slot_moves`).
     pub(super) slot_moves: SlotMoves,
+    /// How far a slotted group may compact its logs (`slot_floor`).
+    pub(super) slot_floor: SlotFloor,
 }
 
 impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
@@ -94,14 +98,22 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             return Err(Error::InvalidOptions("a replica's id must not be 0"));
         }
         let mut base = (0, 0, Configuration::new(members, &[])?);
+        let (mut slot_moves, mut slot_floor) = (SlotMoves::default(), SlotFloor::default());
         if let Some(meta) = snapshots.latest()? {
             machine.restore(&snapshots, &meta)?;
+            slot_moves.recall(&snapshots, &meta)?;
+            if let Some(layout) = machine.slot_layout() {
+                slot_floor.snapshotted(&meta, layout.count);
+            }
             if log.term(meta.index).ok() == Some(meta.term) {
                 // The log holds the snapshot's entry: it stays, `compaction_lag_entries` of it
                 // for followers' catch-up (`snapshot` compacts the same way).
                 log.commit_to(meta.index)?;
                 log.applied_to(meta.index)?;
-                log.compact(meta.index.saturating_sub(options.compaction_lag_entries))?;
+                if machine.slot_layout().is_none() {
+                    // (A slotted group compacts only to the floor it learns: `slot_floor`.)
+                    log.compact(meta.index.saturating_sub(options.compaction_lag_entries))?;
+                }
             } else {
                 log.follow_snapshot(meta.index, meta.term)?;
             }
@@ -150,10 +162,11 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             snapshots_installed: 0,
             repairs,
             behind,
-            slot_moves: SlotMoves::default(),
+            slot_moves,
+            slot_floor,
         };
         if replica.behind.is_none() {
-            replica.settle_slots()?;
+            replica.settle_slots(false)?;
         }
         Ok(replica)
     }
@@ -196,6 +209,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// The configuration in effect here: the last one this node's log holds.
     pub fn configuration(&self) -> &Configuration {
         self.membership.current()
+    }
+
+    /// The configuration at the applied index: the one the state machine's slots follow
+    /// (`slot_moves`).
+    pub fn applied_configuration(&self) -> &Configuration {
+        self.membership.at(self.log.applied_index())
     }
 
     /// The configuration before the one in effect, while that one is not committed here (a
@@ -280,10 +299,25 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// Handles a message from node `from`. Clients' and operators' messages are the server's
     /// (`Error::BadMessage` here). A leader's messages are taken from any node (by term, as
     /// Raft does: this node's configuration may be behind the leader's); replies count only
-    /// from the leader's peers. A removed node ignores everything.
+    /// from the leader's peers. A removed node ignores everything but requests for its
+    /// snapshots, which it serves to the new holders of its slots, and their `SlotsTaken`
+    /// (`slot_moves`).
     pub fn step(&mut self, from: NodeId, message: Message) -> Result<()> {
-        if from == self.id || from == 0 || self.is_removed() {
+        if from == self.id || from == 0 {
             return Ok(());
+        }
+        if self.is_removed() {
+            return match message {
+                Message::SnapshotRequest { index, .. } => self.on_snapshot_request(from, index),
+                Message::RepairPull { index, requests, .. } => {
+                    self.on_repair_pull(from, index, &requests)
+                }
+                Message::SlotsTaken { slots, .. } => {
+                    self.on_slots_taken(&slots);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
         }
         // Repair messages act on no term (`repair` invariant 2).
         match message {
@@ -300,6 +334,18 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
             }
             Message::RepairChunks { index, chunks, .. } => {
                 return self.on_chunks(from, Source::Peer, index, &chunks)
+            }
+            Message::SlotsTaken { slots, .. } => {
+                self.on_slots_taken(&slots);
+                return Ok(());
+            }
+            Message::CompactionFloor { index, .. } => {
+                self.on_compaction_floor(from, index);
+                return Ok(());
+            }
+            Message::SlotsDurable { index, slots, .. } => {
+                self.on_slots_durable(from, index, slots);
+                return Ok(());
             }
             _ => {}
         }
@@ -488,7 +534,7 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
                 if slotted && entry.kind == CONFIG_KIND {
                     // The slots held follow the configuration (`slot_moves`).
                     self.log.applied_to(entry.index)?;
-                    self.settle_slots()?;
+                    self.settle_slots(false)?;
                     if self.slot_moves.waiting() {
                         return Ok(());
                     }
@@ -520,9 +566,14 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         let configuration = self.membership.at(applied).encode();
         let mut writer = self.snapshots.begin(applied, term, &configuration)?;
         self.machine.snapshot(&mut writer)?;
+        self.slot_moves.record(&mut writer)?;
         let meta = writer.finish()?;
+        if let Some(layout) = self.machine.slot_layout() {
+            self.slot_floor.snapshotted(&meta, layout.count);
+        }
         self.membership.fold_through(applied);
-        self.log.compact(applied.saturating_sub(self.options.compaction_lag_entries))?;
+        let lagged = applied.saturating_sub(self.options.compaction_lag_entries);
+        self.log.compact(lagged.min(self.compaction_floor()))?;
         self.snapshots.keep_latest(2)?;
         Ok(meta)
     }

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::machine::{ChecksumMachine, SlotLayout, StateMachine};
+use super::wire::SLOTS_MAX;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -53,11 +54,13 @@ pub struct SlotState {
 }
 
 impl SlotMachine {
-    /// An empty machine of `count` slots with `replicas` holders each (at least 2, see
-    /// `SlotLayout::replicas`).
+    /// An empty machine of `count` slots (at most `SLOTS_MAX`, what one message lists) with
+    /// `replicas` holders each (at least 2, see `SlotLayout::replicas`).
     pub fn new(count: u32, replicas: usize) -> Result<Self> {
-        if count == 0 || count == SEQUENCE_SLOT || replicas < 2 {
-            return Err(Error::InvalidOptions("a slot machine needs slots and replicas >= 2"));
+        if count == 0 || count > SLOTS_MAX || replicas < 2 {
+            return Err(Error::InvalidOptions(
+                "a slot machine needs 1 to 65,536 slots, 2 replicas",
+            ));
         }
         Ok(SlotMachine {
             sequence: ChecksumMachine::default(),
@@ -140,8 +143,9 @@ impl<F: FileSystem> StateMachine<F> for SlotMachine {
         &mut self,
         from: Option<(&SnapshotStore<F>, &SnapshotMeta)>,
         slots: &[u32],
+        since: &[Entry],
     ) -> Result<()> {
-        let mut states = Vec::with_capacity(slots.len());
+        let mut states = BTreeMap::new();
         for slot in slots {
             if *slot >= self.layout.count {
                 return Err(Error::UnknownSlot { slot: *slot });
@@ -150,7 +154,18 @@ impl<F: FileSystem> StateMachine<F> for SlotMachine {
                 Some((store, meta)) => ChecksumMachine::read(store, meta, *slot, SLOT_FILE, false)?,
                 None => ChecksumMachine::default(),
             };
-            states.push((*slot, state));
+            states.insert(*slot, state);
+        }
+        for entry in since.iter().filter(|e| e.kind == DATA_KIND) {
+            let slot = self.slot_of(&entry.payload);
+            if let Some(state) = states.get_mut(&slot).filter(|s| entry.index > s.applied_index) {
+                *state = ChecksumMachine {
+                    applied_index: entry.index,
+                    digest: ChecksumMachine::chain(state.digest, entry),
+                    entries: state.entries + 1,
+                    bytes: state.bytes + entry.payload.len() as u64,
+                };
+            }
         }
         self.slots.extend(states);
         Ok(())

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use raftlog::replication::slots;
 use raftlog::Error;
 
-use crate::{checksum, Sim};
+use crate::{checksum, Node, Sim, REPLICAS, SLOTS};
 
 impl Sim {
     pub fn check(&mut self) {
@@ -66,7 +67,11 @@ impl Sim {
             machine.lost_counted = report.lost.len();
             self.cut += report.cut.len().saturating_sub(machine.cuts_counted) as u64;
             machine.cuts_counted = report.cut.len();
-            let state = replica.machine();
+            self.slot_pulls +=
+                replica.slot_pulls().len().saturating_sub(machine.pulls_counted) as u64;
+            machine.pulls_counted = replica.slot_pulls().len();
+            violations.extend(check_slots(&mut self.slot_states, *id, replica));
+            let state = &replica.machine().sequence;
             if state.applied_index > 0 {
                 let digest = *self.applied.entry(state.applied_index).or_insert(state.digest);
                 if digest != state.digest {
@@ -117,6 +122,72 @@ impl Sim {
         }
         if let Some(v) = violations.into_iter().next() {
             self.fail(v);
+        }
+    }
+}
+
+/// A node waits for exactly the slots the configuration at its applied index assigns it and it
+/// lacks (it may keep retired ones too), and a slot's state through an index is the same on
+/// every node (`states`: (slot,
+/// through) -> (digest, entries) first seen).
+fn check_slots(
+    states: &mut BTreeMap<(u32, u64), (u64, u64)>,
+    id: u64,
+    replica: &Node,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let machine = replica.machine();
+    if replica.log().applied_index() != machine.sequence.applied_index {
+        return violations; // behind: waits for a peer's snapshot
+    }
+    let config = replica.applied_configuration();
+    let assigned = slots::held_by(config, id, SLOTS, REPLICAS);
+    let held: Vec<u32> = (0..SLOTS).filter(|s| machine.slot(*s).is_some()).collect();
+    let pending = replica.pending_slots();
+    let lacking: Vec<u32> =
+        assigned.iter().copied().filter(|s| held.binary_search(s).is_err()).collect();
+    if pending != lacking {
+        violations.push(format!(
+            "node {id} holds {held:?} and waits for {pending:?}, assigned {assigned:?} by \
+                 voters {:?}",
+            config.voters()
+        ));
+    }
+    for slot in held {
+        let state = machine.slot(slot).expect("held");
+        let seen = (state.digest, state.entries);
+        let known = *states.entry((slot, state.through)).or_insert(seen);
+        if known != seen {
+            violations.push(format!(
+                "node {id}: slot {slot} through {} differs from another holder's",
+                state.through
+            ));
+        }
+    }
+    violations
+}
+
+impl Sim {
+    /// After the faults stopped and everything committed was applied: every slot is held by
+    /// each of its holders under the last committed configuration, its one owner among them
+    /// (other nodes may still keep retired copies whose `SlotsTaken` was lost).
+    pub fn check_placement(&self) {
+        let leader = self.leader().expect("converged under a leader");
+        let config = self.machines[&leader].replica.as_ref().expect("leads").configuration();
+        for slot in 0..SLOTS {
+            let mut holding: Vec<u64> = self
+                .running()
+                .filter(|(id, r)| config.contains(*id) && r.machine().slot(slot).is_some())
+                .map(|(id, _)| id)
+                .collect();
+            let holders = slots::holders(config, slot, REPLICAS);
+            let owners = holding.iter().filter(|id| **id == slots::owner(config, slot)).count();
+            holding.sort_unstable();
+            if holders.iter().any(|h| !holding.contains(h)) || owners != 1 {
+                self.fail(format!(
+                    "slot {slot} is held by {holding:?}, its holders are {holders:?}"
+                ));
+            }
         }
     }
 }

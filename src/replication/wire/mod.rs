@@ -33,6 +33,8 @@ pub const ENTRIES_MAX: u32 = 1 << 16;
 pub const PULL_REQUESTS_MAX: u32 = 256;
 /// Most peers in a `NodeStatus`.
 pub const PEERS_MAX: u32 = 256;
+/// Slots in one message (`SlotsTaken`, `SlotStatus`), and of a `SlotMachine`.
+pub const SLOTS_MAX: u32 = 1 << 16;
 /// Longest error text in a `ControlReply`.
 pub const TEXT_BYTES_MAX: u32 = 1024;
 
@@ -58,6 +60,9 @@ fn kind_of(message: &Message) -> u8 {
         Message::RepairOffer { .. } => 16,
         Message::RepairPull { .. } => 17,
         Message::RepairChunks { .. } => 18,
+        Message::SlotsTaken { .. } => 19,
+        Message::CompactionFloor { .. } => 20,
+        Message::SlotsDurable { .. } => 21,
     }
 }
 
@@ -188,6 +193,19 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             out.put_u64_le(*index);
             put_len(out, manifest.len());
             out.extend_from_slice(manifest);
+        }
+        Message::SlotsTaken { term, slots } => {
+            out.put_u64_le(*term);
+            put_slots(slots, out);
+        }
+        Message::CompactionFloor { term, index } => {
+            out.put_u64_le(*term);
+            out.put_u64_le(*index);
+        }
+        Message::SlotsDurable { term, index, slots } => {
+            out.put_u64_le(*term);
+            out.put_u64_le(*index);
+            put_slots(slots, out);
         }
     }
 }
@@ -367,9 +385,27 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
             let (term, index, chunks) = decode_chunks(r)?;
             Message::RepairChunks { term, index, chunks }
         }
+        19 => Message::SlotsTaken { term: r.u64()?, slots: slots(r)? },
+        20 => Message::CompactionFloor { term: r.u64()?, index: r.u64()? },
+        21 => Message::SlotsDurable { term: r.u64()?, index: r.u64()?, slots: slots(r)? },
         7..=10 | 15 => control::decode_body(kind, r)?,
         _ => return Err(bad("message kind")),
     })
+}
+
+/// A list of slots: its count, then each (at most `SLOTS_MAX`; the caller keeps to it).
+fn put_slots(slots: &[u32], out: &mut Vec<u8>) {
+    let slots = &slots[..slots.len().min(SLOTS_MAX as usize)];
+    put_len(out, slots.len());
+    for slot in slots {
+        out.put_u32_le(*slot);
+    }
+}
+
+/// The list `put_slots` wrote.
+fn slots(r: &mut Reader) -> Result<Vec<u32>> {
+    let count = r.count(SLOTS_MAX, 4)?;
+    (0..count).map(|_| r.u32()).collect()
 }
 
 fn decode_pull(r: &mut Reader) -> Result<(u64, u64, Vec<ChunkRequest>)> {
