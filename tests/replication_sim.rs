@@ -452,8 +452,7 @@ impl Sim {
             if let Err(e) = outcome {
                 self.fail(format!("node {id}: {e} ({e:?})"));
             }
-            self.snapshots_installed =
-                self.snapshots_installed.max(replica.status().map_or(0, |s| s.snapshots_installed));
+            self.snapshots_installed = self.snapshots_installed.max(replica.snapshots_installed());
         }
         self.acknowledge();
     }

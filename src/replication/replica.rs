@@ -588,6 +588,12 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
         }
     }
 
+    /// Snapshots this node installed from a leader or a peer since it started (as `status`
+    /// reports it, without reading the snapshot store).
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
+    }
+
     /// What this node is and holds.
     pub fn status(&self) -> Result<NodeStatus> {
         Ok(NodeStatus {

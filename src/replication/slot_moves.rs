@@ -183,6 +183,9 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     /// Installs pending slots from partial snapshots a pull left on disk (a crash before
     /// `take_slots` finished), and deletes those of no further use.
     fn install_partial_snapshots(&mut self) -> Result<()> {
+        if !self.slot_moves.waiting() {
+            return Ok(()); // (one left behind is deleted when a slot is next pending)
+        }
         for meta in self.snapshots.list()?.into_iter().filter(|meta| meta.partial) {
             let wanted = self.slot_moves.wanted(&meta);
             if self.replayable(meta.index) && !wanted.is_empty() {

@@ -98,14 +98,25 @@ impl Sim {
                 continue;
             }
             let log = candidate.log();
-            let lacking = self.acknowledged.iter().find(|(index, (term, payload))| {
-                let held = match log.entries(**index, *index + 1, u64::MAX) {
-                    Ok(e) => e[0].term == *term && e[0].payload == *payload,
-                    // Damaged here: held if of the same term (its repair rewrites it).
-                    Err(Error::Damaged { .. }) => log.term(**index).ok() == Some(*term),
-                    Err(_) => false,
+            // One read of the whole log when it reads whole (else entry by entry, for damage).
+            let span = (log.last_index() + 1 - log.first_index()) as usize;
+            let whole = log
+                .entries(log.first_index(), log.last_index() + 1, u64::MAX)
+                .ok()
+                .filter(|entries| entries.len() == span);
+            let acknowledged = self.acknowledged.range(log.first_index()..);
+            let lacking = acknowledged.clone().find(|(index, (term, payload))| {
+                let at = (**index - log.first_index()) as usize;
+                let held = match whole.as_ref().map(|w| w.get(at)) {
+                    Some(Some(e)) => e.term == *term && e.payload == *payload,
+                    _ => match log.entries(**index, *index + 1, u64::MAX) {
+                        Ok(e) => e[0].term == *term && e[0].payload == *payload,
+                        // Damaged here: held if of the same term (its repair rewrites it).
+                        Err(Error::Damaged { .. }) => log.term(**index).ok() == Some(*term),
+                        Err(_) => false,
+                    },
                 };
-                **index >= log.first_index() && !held
+                !held
             });
             let Some((index, (term, _))) = lacking else { continue };
             let own = logs[&id];
