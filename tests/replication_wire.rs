@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use raftlog::replication::wire::{decode, encode, frame_len};
 use raftlog::replication::{
     Append, AppendReply, AppendStatus, ClientOutcome, ConfChange, ControlOp, Envelope, Message,
-    NodeStatus, PeerStatus, RepairReport, Repaired,
+    NodeStatus, PeerStatus, RepairReport, Repaired, SlotPull,
 };
 use raftlog::snapshot::ChunkRequest;
 use raftlog::{Entry, Error};
@@ -155,7 +155,31 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(f, chunks)| { Message::RepairChunks { term: f[0], index: f[1], chunks } }),
         (any::<u64>(), repair_report())
             .prop_map(|(request_id, report)| Message::RepairStatus { request_id, report }),
-        (any::<[u64; 5]>(), 0u8..9).prop_map(|(f, op)| Message::Control {
+        (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
+            .prop_map(|(term, slots)| Message::SlotsTaken { term, slots }),
+        any::<[u64; 2]>().prop_map(|f| Message::CompactionFloor { term: f[0], index: f[1] }),
+        (any::<[u64; 2]>(), proptest::collection::vec(any::<u32>(), 0..8))
+            .prop_map(|(f, slots)| Message::SlotsDurable { term: f[0], index: f[1], slots }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(any::<u32>(), 0..8),
+            proptest::collection::vec((any::<u32>(), any::<[u64; 4]>()), 0..4)
+        )
+            .prop_map(|(request_id, pending, pulls)| Message::SlotStatus {
+                request_id,
+                pending,
+                pulls: pulls
+                    .into_iter()
+                    .map(|(slot, f)| SlotPull {
+                        slot,
+                        from: f[0],
+                        source: f[1],
+                        index: f[2],
+                        bytes: f[3]
+                    })
+                    .collect(),
+            }),
+        (any::<[u64; 5]>(), 0u8..10).prop_map(|(f, op)| Message::Control {
             request_id: f[0],
             op: match op {
                 0 => ControlOp::Status,
@@ -171,7 +195,8 @@ fn message() -> impl Strategy<Value = Message> {
                 5 => ControlOp::ChangeMembership(ConfChange::AddLearner(f[1])),
                 6 => ControlOp::ChangeMembership(ConfChange::Promote(f[1])),
                 7 => ControlOp::ChangeMembership(ConfChange::Remove(f[1])),
-                _ => ControlOp::Repairs,
+                8 => ControlOp::Repairs,
+                _ => ControlOp::Slots,
             },
         }),
         (any::<u64>(), any::<bool>(), "[ -~]{0,40}", node_status()).prop_map(
@@ -467,6 +492,28 @@ fn golden_messages() -> Vec<(&'static str, Envelope)> {
                         lost: vec![(2, 2)],
                         cut: vec![(9, 12)],
                     },
+                },
+            ),
+        ),
+        ("slots_taken", envelope(3, 1, Message::SlotsTaken { term: 3, slots: vec![2, 7] })),
+        ("compaction_floor", envelope(1, 2, Message::CompactionFloor { term: 3, index: 40 })),
+        (
+            "slots_durable",
+            envelope(2, 1, Message::SlotsDurable { term: 3, index: 44, slots: vec![0, 2, 7] }),
+        ),
+        (
+            "control_slots",
+            envelope(0, 2, Message::Control { request_id: 10, op: ControlOp::Slots }),
+        ),
+        (
+            "slot_status",
+            envelope(
+                2,
+                0,
+                Message::SlotStatus {
+                    request_id: 10,
+                    pending: vec![9],
+                    pulls: vec![SlotPull { slot: 7, from: 5, source: 3, index: 44, bytes: 32 }],
                 },
             ),
         ),

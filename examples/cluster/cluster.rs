@@ -12,6 +12,7 @@ use bytes::Bytes;
 use raftlog::replication::tcp::Connection;
 use raftlog::replication::{
     ClientOutcome, ConfChange, ControlOp, Envelope, Message, NodeId, NodeStatus, RepairReport,
+    SlotPull,
 };
 
 use crate::node::NodeConfig;
@@ -122,6 +123,7 @@ impl Cluster {
             match &message {
                 Message::ControlReply { request_id: r, .. }
                 | Message::RepairStatus { request_id: r, .. }
+                | Message::SlotStatus { request_id: r, .. }
                     if *r == request_id =>
                 {
                     return Ok(message)
@@ -143,6 +145,14 @@ impl Cluster {
     pub fn repairs(&mut self, id: NodeId) -> Result<RepairReport, Error> {
         match self.call(id, ControlOp::Repairs)? {
             Message::RepairStatus { report, .. } => Ok(report),
+            other => Err(format!("node {id} answered {other:?}").into()),
+        }
+    }
+
+    /// The slots node `id` still pulls, and those it pulled (`ControlOp::Slots`).
+    pub fn slots(&mut self, id: NodeId) -> Result<(Vec<u32>, Vec<SlotPull>), Error> {
+        match self.call(id, ControlOp::Slots)? {
+            Message::SlotStatus { pending, pulls, .. } => Ok((pending, pulls)),
             other => Err(format!("node {id} answered {other:?}").into()),
         }
     }

@@ -7,7 +7,9 @@
 //! then the log), and moves leadership to an up-to-date follower through an election it runs.
 //! With `--add-node`, a new node joins mid-run as a learner, catches up (by snapshot, then the
 //! log, when the leader compacted) and is promoted to voter; with `--remove-node`, a follower
-//! is removed from the group and stopped; with `--corrupt N`, N times a follower is stopped,
+//! is removed from the group, its slots move to their new holders, which pull them from
+//! snapshots, and it is stopped (`slot_moves` in the summary; every node's state machine is a
+//! `SlotMachine` of 64 slots, 3 holders each); with `--corrupt N`, N times a follower is stopped,
 //! one byte of an entry in one of its sealed segments is flipped, and the follower is restarted:
 //! it finds the damage and rewrites the entry from a peer's copy (`repairs` in the summary). At
 //! the end it stops every node, reopens the log of every member and checks that all hold the
@@ -24,6 +26,7 @@
 mod cluster;
 mod damage;
 mod node;
+mod slot_moves;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -210,10 +213,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Snapshots every running node, the leader last: the followers' snapshots reach it with
+    /// the next heartbeats, and its log is compacted no further than every slot's holders
+    /// snapshotted (the compaction floor of a slotted group).
     fn snapshot_all(&mut self) -> Result<(), Error> {
-        for id in self.cluster.up() {
+        for id in self.cluster.up().into_iter().filter(|id| *id != self.leader) {
             self.cluster.control(id, ControlOp::Snapshot)?;
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        self.cluster.control(self.leader, ControlOp::Snapshot)?;
         self.snapshots += 1;
         let status = self.cluster.status(self.leader)?;
         println!(
@@ -290,21 +298,6 @@ impl Run<'_> {
         let seconds = started.elapsed().as_secs_f64();
         self.membership_changes.push(MembershipChange { change: "promote", node: id, seconds });
         println!("node {id} promoted to voter ({seconds:.3} s); voters {:?}", self.cluster.voters);
-        Ok(())
-    }
-
-    /// Removes a follower from the group and stops it once the removal is committed.
-    fn remove_node(&mut self) -> Result<(), Error> {
-        let victim = self.follower(0);
-        let started = Instant::now();
-        self.cluster.change_membership(self.leader, ConfChange::Remove(victim))?;
-        let seconds = started.elapsed().as_secs_f64();
-        self.cluster.stop(victim)?;
-        self.membership_changes.push(MembershipChange { change: "remove", node: victim, seconds });
-        println!(
-            "node {victim} removed from the group ({seconds:.3} s) and stopped; voters {:?}",
-            self.cluster.voters
-        );
         Ok(())
     }
 
@@ -422,6 +415,8 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
          {throughput:.0} entries/s, commit latency p50 {p50} us, p99 {p99} us",
         run.client.acknowledged
     );
+    let slot_moves: Vec<String> =
+        run.slot_moves()?.iter().map(slot_moves::SlotMove::json).collect();
     run.cluster.shutdown()?;
     let dirs = run.cluster.dirs();
     let compared = verify(&dirs, acknowledged_through)?;
@@ -467,7 +462,7 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         })
         .collect();
     Ok(format!(
-        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"relay":{},"leader_bytes_sent":{leader_bytes_sent},"members":{members},"membership_changes":[{}],"corrupt":{},"repairs":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
+        r#"{{"nodes":{},"entries":{},"payload":{},"acknowledged":{},"acknowledged_through":{acknowledged_through},"commit_index":{commit_index},"throughput_entries_per_s":{throughput:.1},"commit_latency_us":{{"p50":{p50},"p99":{p99}}},"kills":{},"leader_changes":{},"snapshots":{},"fsync":{},"catch_ups":[{}],"followers":[{}],"relay":{},"leader_bytes_sent":{leader_bytes_sent},"members":{members},"membership_changes":[{}],"corrupt":{},"repairs":[{}],"slots":{{"count":{},"replicas":{}}},"slot_moves":[{}],"node_dirs":[{}],"verified_entries":{compared}}}"#,
         args.nodes,
         args.entries,
         args.payload,
@@ -482,6 +477,9 @@ fn finish(mut run: Run<'_>, args: &Args) -> Result<String, Error> {
         membership_changes.join(","),
         args.corrupt,
         repairs.join(","),
+        slot_moves::SLOTS,
+        slot_moves::SLOT_REPLICAS,
+        slot_moves.join(","),
         node_dirs.join(",")
     ))
 }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftlog::replication::tcp::TcpTransport;
-use raftlog::replication::{ChecksumMachine, NodeId, Replica, ReplicationOptions, Server};
+use raftlog::replication::{NodeId, Replica, ReplicationOptions, Server, SlotMachine};
+
+use crate::slot_moves::{SLOTS, SLOT_REPLICAS};
 use raftlog::{LogStore, Options, RaftLog, SnapshotStore, SyncPolicy};
 
 /// How a node process is started (the driver passes these as `--serve` arguments).
@@ -91,7 +93,7 @@ pub fn serve(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
         &config.members,
         log,
         snapshots,
-        ChecksumMachine::default(),
+        SlotMachine::new(SLOTS, SLOT_REPLICAS)?,
         ReplicationOptions::default().first_level_size(config.relay),
     )?;
     let cut = report

@@ -166,6 +166,15 @@ pub enum Message {
         /// Encoded chunks.
         chunks: Vec<Bytes>,
     },
+    /// Node to operator: the answer to `ControlOp::Slots`.
+    SlotStatus {
+        /// The request answered.
+        request_id: u64,
+        /// Slots the node holds by its configuration and still pulls (`Replica::pending_slots`).
+        pending: Vec<u32>,
+        /// Slots it pulled since it started, oldest first (the last `PULLS_MAX`).
+        pulls: Vec<SlotPull>,
+    },
     /// Node to operator: the answer to `ControlOp::Repairs`.
     RepairStatus {
         /// The request answered.
@@ -310,6 +319,8 @@ pub enum ControlOp {
     ChangeMembership(ConfChange),
     /// Report the node's damaged, repaired and lost entries (answered with `RepairStatus`).
     Repairs,
+    /// Report the slots the node waits for and those it pulled (answered with `SlotStatus`).
+    Slots,
 }
 
 /// What a node found damaged in its log and did about it (`Replica::repair_report`).

@@ -64,6 +64,7 @@ pub use repair::REPORTS_MAX;
 pub use replica::{Replica, NOOP_KIND};
 pub use server::Server;
 pub use slot_machine::{SlotMachine, SlotState, DATA_KIND, SEQUENCE_SLOT};
+pub use slot_moves::{PENDING_SLOTS_FILE, PULLS_MAX};
 
 /// How a node's messages travel: the TCP transport between processes, the simulated network
 /// in tests.

@@ -161,6 +161,13 @@ impl<F: FileSystem, M: StateMachine<F>, T: Transport> Server<F, M, T> {
                     report: self.replica.repair_report(),
                 })
             }
+            ControlOp::Slots => {
+                return Ok(Message::SlotStatus {
+                    request_id,
+                    pending: self.replica.pending_slots(),
+                    pulls: self.replica.slot_pulls(),
+                })
+            }
             ControlOp::Status | ControlOp::Shutdown => Ok(true),
             ControlOp::Vote { term, candidate, last_index, last_term } => {
                 self.replica.vote(term, candidate, last_index, last_term)

@@ -55,7 +55,7 @@ use crate::snapshot::{SnapshotMeta, SnapshotStore, SnapshotWriter};
 use crate::Corruption;
 
 /// Pulls a report keeps (the most recent).
-const PULLS_MAX: usize = 1024;
+pub const PULLS_MAX: usize = 1024;
 /// The snapshot file, in slot `u32::MAX`, where a node taking a snapshot while slots are
 /// pending records them with the holders they replace: after a restart those nodes (a
 /// removed one, perhaps, known to no configuration left) are still asked first. Reserved for

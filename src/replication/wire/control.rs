@@ -1,19 +1,21 @@
 //! The wire codec of the messages of clients and operators (`ClientWrite`, `ClientReply`,
-//! `Control`, `ControlReply`, `RepairStatus`), with the node status and repair report they
-//! carry; the frame and the messages between nodes are the parent's.
+//! `Control`, `ControlReply`, `RepairStatus`, `SlotStatus`), with the node status, repair
+//! report and slot pulls they carry; the frame and the messages between nodes are the
+//! parent's.
 //!
 //! Invariants: those of the parent (every count and length checked against its maximum and
 //! the bytes left before anything is allocated; `decode_body(encode_body(m)) == m`).
 
 use bytes::BufMut;
 
-use super::{bad, put_len, Reader, FRAME_BYTES_MAX, PEERS_MAX, TEXT_BYTES_MAX};
+use super::{bad, put_len, put_slots, slots, Reader, FRAME_BYTES_MAX, PEERS_MAX, TEXT_BYTES_MAX};
 use crate::error::Result;
 use crate::replication::membership::ConfChange;
 use crate::replication::message::{
-    ClientOutcome, ControlOp, Message, NodeStatus, PeerStatus, RepairReport, Repaired,
+    ClientOutcome, ControlOp, Message, NodeStatus, PeerStatus, RepairReport, Repaired, SlotPull,
 };
 use crate::replication::repair::REPORTS_MAX;
+use crate::replication::slot_moves::PULLS_MAX;
 
 /// Encodes the body of a client's or an operator's message (the parent encodes the others).
 pub(super) fn encode_body(message: &Message, out: &mut Vec<u8>) {
@@ -46,6 +48,7 @@ pub(super) fn encode_body(message: &Message, out: &mut Vec<u8>) {
                 ControlOp::Snapshot => out.put_u8(3),
                 ControlOp::Shutdown => out.put_u8(4),
                 ControlOp::Repairs => out.put_u8(8),
+                ControlOp::Slots => out.put_u8(9),
                 ControlOp::ChangeMembership(change) => {
                     let (code, node) = match change {
                         ConfChange::AddLearner(node) => (5, node),
@@ -69,11 +72,23 @@ pub(super) fn encode_body(message: &Message, out: &mut Vec<u8>) {
             out.put_u64_le(*request_id);
             encode_report(report, out);
         }
+        Message::SlotStatus { request_id, pending, pulls } => {
+            out.put_u64_le(*request_id);
+            put_slots(pending, out);
+            let pulls = &pulls[pulls.len().saturating_sub(PULLS_MAX)..];
+            put_len(out, pulls.len());
+            for pull in pulls {
+                out.put_u32_le(pull.slot);
+                for field in [pull.from, pull.source, pull.index, pull.bytes] {
+                    out.put_u64_le(field);
+                }
+            }
+        }
         _ => unreachable!("the parent encodes the messages between nodes"),
     }
 }
 
-/// Decodes the body of a message of kind 7 to 10 or 15.
+/// Decodes the body of a message of kind 7 to 10, 15 or 22.
 pub(super) fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
     Ok(match kind {
         7 => {
@@ -109,6 +124,7 @@ pub(super) fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
                 6 => ControlOp::ChangeMembership(ConfChange::Promote(r.u64()?)),
                 7 => ControlOp::ChangeMembership(ConfChange::Remove(r.u64()?)),
                 8 => ControlOp::Repairs,
+                9 => ControlOp::Slots,
                 _ => return Err(bad("control operation")),
             };
             Message::Control { request_id, op }
@@ -126,6 +142,18 @@ pub(super) fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
             Message::ControlReply { request_id, ok, error, status: decode_status(r)? }
         }
         15 => Message::RepairStatus { request_id: r.u64()?, report: decode_report(r)? },
+        22 => {
+            let (request_id, pending) = (r.u64()?, slots(r)?);
+            let count = r.count(PULLS_MAX as u32, 36)?;
+            let pulls = (0..count)
+                .map(|_| {
+                    let slot = r.u32()?;
+                    let (from, source, index, bytes) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+                    Ok(SlotPull { slot, from, source, index, bytes })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Message::SlotStatus { request_id, pending, pulls }
+        }
         _ => return Err(bad("message kind")),
     })
 }

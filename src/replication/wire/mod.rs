@@ -57,6 +57,7 @@ fn kind_of(message: &Message) -> u8 {
         Message::RepairReply { .. } => 13,
         Message::SnapshotRequest { .. } => 14,
         Message::RepairStatus { .. } => 15,
+        Message::SlotStatus { .. } => 22,
         Message::RepairOffer { .. } => 16,
         Message::RepairPull { .. } => 17,
         Message::RepairChunks { .. } => 18,
@@ -147,7 +148,8 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
         | Message::ClientReply { .. }
         | Message::Control { .. }
         | Message::ControlReply { .. }
-        | Message::RepairStatus { .. } => control::encode_body(message, out),
+        | Message::RepairStatus { .. }
+        | Message::SlotStatus { .. } => control::encode_body(message, out),
         Message::AppendReply(r) => {
             out.put_u64_le(r.term);
             out.put_u8(status_code(r.status));
@@ -388,7 +390,7 @@ fn decode_body(kind: u8, r: &mut Reader) -> Result<Message> {
         19 => Message::SlotsTaken { term: r.u64()?, slots: slots(r)? },
         20 => Message::CompactionFloor { term: r.u64()?, index: r.u64()? },
         21 => Message::SlotsDurable { term: r.u64()?, index: r.u64()?, slots: slots(r)? },
-        7..=10 | 15 => control::decode_body(kind, r)?,
+        7..=10 | 15 | 22 => control::decode_body(kind, r)?,
         _ => return Err(bad("message kind")),
     })
 }
