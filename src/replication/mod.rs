@@ -33,6 +33,7 @@
 mod appender;
 mod catch_up;
 mod leader;
+mod lifecycle;
 mod machine;
 mod membership;
 mod message;
