@@ -3,7 +3,8 @@
 //! new holder, which pulls the slot's files from a peer's snapshot; a pull survives a crash
 //! of the puller and of its source; a node caught up by the leader's snapshot past a change
 //! pulls the slots that snapshot lacks. In every case each slot ends up held by exactly its
-//! holders under the final configuration, with the state a replay of the log gives.
+//! holders under the final configuration, with the state a replay of the log gives. Peer
+//! messages naming unknown slots, or a huge compaction floor, change nothing.
 
 mod common;
 
@@ -201,4 +202,36 @@ fn a_node_caught_up_by_a_snapshot_past_a_change_pulls_the_slots_it_lacks() {
     assert_eq!(four.slot_pulls().len(), lacking_in_leader_snapshot);
     assert!(four.slot_pulls().iter().all(|p| p.source != 1 && p.from == 0));
     assert_placed(&mut cluster, 1, &reference);
+}
+
+#[test]
+fn peer_messages_naming_unknown_slots_or_a_huge_floor_change_nothing() {
+    let mut cluster = Cluster::new(3);
+    write(&mut cluster, 1, "a", 100);
+    let held: Vec<Vec<u32>> = cluster
+        .nodes
+        .values()
+        .map(|n| (0..SLOTS).filter(|s| n.machine().slot(*s).is_some()).collect())
+        .collect();
+    let first_index = cluster.get(2).log().first_index();
+    for message in [
+        Message::SlotsTaken { term: 1, slots: vec![SLOTS, u32::MAX, 3] },
+        Message::SlotsDurable { term: 1, index: u64::MAX, slots: vec![SLOTS, u32::MAX] },
+        Message::CompactionFloor { term: 1, index: u64::MAX },
+    ] {
+        cluster.get(2).step(3, message).unwrap();
+    }
+    // Slot 3 is assigned to node 2 (3 voters, 3 holders): `SlotsTaken` drops only retired
+    // slots. A huge floor lets node 2 compact no further than its own lag behind its applied.
+    let after: Vec<Vec<u32>> = cluster
+        .nodes
+        .values()
+        .map(|n| (0..SLOTS).filter(|s| n.machine().slot(*s).is_some()).collect())
+        .collect();
+    assert_eq!(held, after);
+    assert_eq!(cluster.get(2).log().first_index(), first_index);
+    cluster.get(2).snapshot().unwrap().expect("applied since");
+    assert_eq!(cluster.get(2).log().first_index(), first_index, "the default lag keeps 1,000");
+    let log = log_of(&mut cluster, 1);
+    assert_placed(&mut cluster, 1, &log);
 }

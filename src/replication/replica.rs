@@ -453,8 +453,10 @@ impl<F: FileSystem, M: StateMachine<F>> Replica<F, M> {
     }
 
     /// Snapshots the state machine at the applied index and compacts the log behind it,
-    /// leaving `compaction_lag_entries`; keeps the two latest snapshots. `None` when nothing
-    /// was applied since the last one.
+    /// leaving `compaction_lag_entries` (and, with a slotted state machine, no further than
+    /// the group's compaction floor: `slot_floor`); keeps the two latest snapshots. `None`
+    /// when nothing was applied since the last one. Slots still pending are not in it (their
+    /// record is: `slot_moves`).
     pub fn snapshot(&mut self) -> Result<Option<SnapshotMeta>> {
         if self.behind.is_some() {
             return Ok(None); // the state machine is not at the log's applied index
