@@ -119,6 +119,11 @@ pub trait FileHandle: Send + Sync + 'static {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes the concatenation of `bufs` at `offset`, as `write_all_at` would write it.
+    /// The default copies them into one buffer; the real disk hands them to `pwritev`.
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_all_at(&bufs.concat(), offset)
+    }
     /// Current size in bytes.
     fn size(&self) -> io::Result<u64>;
     /// Truncates or extends (with zeros) to `len` bytes.

@@ -3,18 +3,23 @@
 //! Invariants:
 //! 1. `sync_dir` opens the directory and calls `fsync` on it (Unix); it is the only way a
 //!    created or removed name becomes durable.
-//! 2. `map` uses `mmap` read-only; the only `unsafe` in the crate, justified at its site.
+//! 2. `map` uses `mmap` read-only, and `write_all_vectored_at` calls `pwritev`: the only
+//!    `unsafe` in the crate, each justified at its site.
 //! 3. The lock is an `flock` on a file descriptor of its own, so a second open of the same
 //!    directory fails even from the same process.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt as _;
 
 use super::{FileHandle, FileSystem};
+
+/// The most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// The operating system's file system.
 #[derive(Debug, Clone, Copy, Default)]
@@ -137,6 +142,38 @@ impl FileHandle for File {
         FileExt::write_all_at(self, buf, offset)
     }
 
+    #[allow(unsafe_code)]
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], mut offset: u64) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> =
+            bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let count = rest.len().min(IOV_MAX);
+            let at = libc::off_t::try_from(offset)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+            // SAFETY: `IoSlice` is ABI-compatible with `iovec` (std guarantees it on Unix);
+            // `rest` holds at least `count` of them, each borrowing memory that outlives the
+            // call; the descriptor is this open file's.
+            let written = unsafe {
+                libc::pwritev(self.as_raw_fd(), rest.as_ptr().cast(), count as libc::c_int, at)
+            };
+            let written = match usize::try_from(written) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(_) => {
+                    let error = io::Error::last_os_error();
+                    if error.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
+            offset += written as u64;
+            IoSlice::advance_slices(&mut rest, written);
+        }
+        Ok(())
+    }
+
     fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
@@ -151,5 +188,26 @@ impl FileHandle for File {
 
     fn sync_data(&self) -> io::Result<()> {
         File::sync_data(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vectored_write_lands_as_the_concatenation_past_one_pwritev() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = StdFs.create(&path).unwrap();
+        FileHandle::write_all_at(&file, &[0xee; 64], 0).unwrap();
+        // More slices than one pwritev takes, empty ones among them.
+        let owned: Vec<Vec<u8>> = (0..2 * IOV_MAX + 3).map(|i| vec![i as u8; i % 5]).collect();
+        let pieces: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        file.write_all_vectored_at(&pieces, 7).unwrap();
+        let expected = [&[0xee; 7][..], &pieces.concat()].concat();
+        let mut read = vec![0u8; expected.len()];
+        FileHandle::read_exact_at(&file, &mut read, 0).unwrap();
+        assert_eq!(read, expected);
     }
 }

@@ -143,10 +143,12 @@ impl RecordSeed {
         RecordSeed { prefix_crc: crc32fast::hash(&prefix) }
     }
 
-    /// crc32 of `store_uid | segment_id | covered`.
-    fn checksum(&self, covered: &[u8]) -> u32 {
+    /// crc32 of `store_uid | segment_id` followed by the concatenation of `covered`.
+    fn checksum(&self, covered: &[&[u8]]) -> u32 {
         let mut hasher = crc32fast::Hasher::new_with_initial(self.prefix_crc);
-        hasher.update(covered);
+        for part in covered {
+            hasher.update(part);
+        }
         hasher.finalize()
     }
 }
@@ -196,6 +198,13 @@ impl Record<'_> {
 
     /// Appends the record's bytes to `out`.
     pub fn encode(&self, seed: RecordSeed, out: &mut Vec<u8>) {
+        self.encode_header(seed, out);
+        out.extend_from_slice(self.payload);
+    }
+
+    /// Appends the record's header to `out`, its checksum covering the payload, which the
+    /// caller writes right after it (a vectored write need not copy the payload).
+    pub fn encode_header(&self, seed: RecordSeed, out: &mut Vec<u8>) {
         let start = out.len();
         let payload_len =
             u32::try_from(self.payload.len()).expect("payload length checked by caller");
@@ -207,8 +216,7 @@ impl Record<'_> {
         out.extend_from_slice(&[self.record_type, self.entry_kind]);
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&self.sync_lag.to_le_bytes());
-        out.extend_from_slice(self.payload);
-        let crc = seed.checksum(&out[start + 4..]);
+        let crc = seed.checksum(&[&out[start + 4..], self.payload]);
         out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -362,7 +370,7 @@ pub fn decode_record(seed: RecordSeed, bytes: &[u8]) -> Result<Record<'_>, Recor
     let payload_len = u32_at(header, 4) as usize;
     let total = RECORD_HEADER_BYTES.checked_add(payload_len).ok_or(RecordError::Truncated)?;
     let covered = bytes.get(4..total).ok_or(RecordError::Truncated)?;
-    if seed.checksum(covered) != u32_at(header, 0) {
+    if seed.checksum(&[covered]) != u32_at(header, 0) {
         return Err(RecordError::Invalid(Corruption::Checksum));
     }
     let flags = u16_at(header, 26);

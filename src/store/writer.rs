@@ -9,10 +9,12 @@
 //!    (segment invariant 2).
 //! 4. A sync mark is appended after each fdatasync; it claims indexes and hard-state
 //!    sequences, never byte positions, so records written meanwhile do not falsify it.
-//! 5. Every write is followed, in the same `pwrite`, by zeros: at least a record header's
+//! 5. Every write is followed, in the same `pwrite`/`pwritev`, by zeros: at least a record header's
 //!    worth, then to the end of its page (`pad`); `write_offset` stays at the records' end, so
 //!    the next write overwrites the padding. The stream's end thus reads as a zero header even
 //!    in a recycled segment-pool file.
+//! 6. A batch is one write: its bytes are `buf` with the payloads of `VECTORED_PAYLOAD_BYTES`
+//!    or more spliced in (`spliced`), handed to one vectored write without being copied.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +37,9 @@ use crate::segment::{self, Loc};
 /// row doubles it, up to `INCOMPRESSIBLE_SKIP_MAX`, and a success resets it.
 const INCOMPRESSIBLE_SKIP: u32 = 32;
 const INCOMPRESSIBLE_SKIP_MAX: u32 = 1024;
+/// Payloads this large are written from the caller's buffers (a vectored write) instead of
+/// being copied into the writer's (invariant 6): the copy costs more than a slice then.
+const VECTORED_PAYLOAD_BYTES: usize = 1024;
 
 /// Payload compression with back-off on incompressible data.
 pub(crate) struct Compressor {
@@ -102,7 +107,10 @@ pub(crate) struct Writer<H> {
     pub metadata: Bytes,
     /// The sequence of the last hard-state record written (the store's count of them).
     pub hard_state_sequence: u64,
+    /// The bytes of the write being built, but for the spliced payloads.
     buf: Vec<u8>,
+    /// The payloads spliced into `buf`, in order: (where in `buf`, which entry of the batch).
+    spliced: Vec<(usize, usize)>,
     compressor: Option<Compressor>,
 }
 
@@ -130,6 +138,7 @@ impl<H: FileHandle> Writer<H> {
             metadata,
             hard_state_sequence,
             buf: Vec::new(),
+            spliced: Vec::new(),
             compressor: None,
         }
     }
@@ -167,9 +176,11 @@ impl<H: FileHandle> Writer<H> {
     ) -> Result<Vec<Loc>> {
         let seed = self.seed(store_uid);
         self.buf.clear();
+        self.spliced.clear();
+        let mut spliced_bytes = 0u64;
         let mut locs = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let offset = self.write_offset + self.buf.len() as u64;
+        for (i, entry) in entries.iter().enumerate() {
+            let offset = self.write_offset + spliced_bytes + self.buf.len() as u64;
             let compressed = self.compressor.as_mut().and_then(|c| c.compress(&entry.payload));
             let record = Record {
                 record_type: RECORD_ENTRY,
@@ -180,7 +191,13 @@ impl<H: FileHandle> Writer<H> {
                 compressed: compressed.is_some(),
                 payload: compressed.unwrap_or(&entry.payload),
             };
-            record.encode(seed, &mut self.buf);
+            if compressed.is_none() && entry.payload.len() >= VECTORED_PAYLOAD_BYTES {
+                record.encode_header(seed, &mut self.buf);
+                self.spliced.push((self.buf.len(), i));
+                spliced_bytes += entry.payload.len() as u64;
+            } else {
+                record.encode(seed, &mut self.buf);
+            }
             let stored_len = u32::try_from(record.payload.len()).expect("below the payload limit");
             let payload_len =
                 u32::try_from(entry.payload.len()).expect("checked against entry_bytes_max");
@@ -196,7 +213,7 @@ impl<H: FileHandle> Writer<H> {
             self.metadata = metadata;
             self.hard_state_sequence = sequence;
         }
-        let written = self.write_buf()?;
+        let written = self.write_spliced(entries, spliced_bytes)?;
         self.bytes_since_sync += written;
         self.writes += 1;
         Ok(locs)
@@ -221,13 +238,33 @@ impl<H: FileHandle> Writer<H> {
     /// Writes `buf` at `write_offset`, padded (`pad`), and moves `write_offset` past the
     /// records (not the padding, which the next write overwrites). Returns the records' bytes.
     fn write_buf(&mut self) -> Result<u64> {
+        self.spliced.clear();
+        self.write_spliced(&[], 0)
+    }
+
+    /// `write_buf` with the payloads `spliced` names, `spliced_bytes` in all, taken from
+    /// `entries` (invariant 6).
+    fn write_spliced(&mut self, entries: &[Entry], spliced_bytes: u64) -> Result<u64> {
         let records = self.buf.len();
-        pad(self.write_offset, &mut self.buf);
-        let written = self.file.write_all_at(&self.buf, self.write_offset);
+        pad(self.write_offset + spliced_bytes, &mut self.buf);
+        let written = if self.spliced.is_empty() {
+            self.file.write_all_at(&self.buf, self.write_offset)
+        } else {
+            let mut pieces = Vec::with_capacity(2 * self.spliced.len() + 1);
+            let mut from = 0;
+            for &(at, entry) in &self.spliced {
+                pieces.push(&self.buf[from..at]);
+                pieces.push(&entries[entry].payload[..]);
+                from = at;
+            }
+            pieces.push(&self.buf[from..]);
+            self.file.write_all_vectored_at(&pieces, self.write_offset)
+        };
         self.buf.truncate(records);
         written.ctx("write", &self.path)?;
-        self.write_offset += records as u64;
-        Ok(records as u64)
+        let records = records as u64 + spliced_bytes;
+        self.write_offset += records;
+        Ok(records)
     }
 
     /// The hard state the writer carries, as a seal or a new segment records it.
