@@ -30,6 +30,7 @@
 
 mod manifest;
 mod options;
+mod ranges;
 mod transfer;
 mod writer;
 

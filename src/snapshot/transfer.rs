@@ -20,9 +20,9 @@
 //!    `CHUNK_BYTES_MAX`.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::ranges::Ranges;
 use super::{
     checksum, file_name, manifest, read_small, remove_dir_all, FileMeta, SnapshotLog, SnapshotMeta,
     SnapshotStore, MANIFEST,
@@ -263,47 +263,6 @@ pub enum Accepted {
     Stored,
     /// Every byte of it had been received already.
     Duplicate,
-}
-
-/// Received byte ranges of one file, merged: start -> end.
-#[derive(Debug, Default)]
-struct Ranges(BTreeMap<u64, u64>);
-
-impl Ranges {
-    fn insert(&mut self, mut start: u64, mut end: u64) {
-        let touching: Vec<(u64, u64)> =
-            self.0.range(..=end).filter(|(_, e)| **e >= start).map(|(s, e)| (*s, *e)).collect();
-        for (s, e) in touching {
-            self.0.remove(&s);
-            start = start.min(s);
-            end = end.max(e);
-        }
-        self.0.insert(start, end);
-    }
-
-    fn covers(&self, start: u64, end: u64) -> bool {
-        start == end || self.0.range(..=start).next_back().is_some_and(|(_, e)| *e >= end)
-    }
-
-    /// The ranges of `[0, size)` not received.
-    fn gaps(&self, size: u64) -> Vec<(u64, u64)> {
-        let mut gaps = Vec::new();
-        let mut at = 0;
-        for (s, e) in &self.0 {
-            if *s > at {
-                gaps.push((at, *s));
-            }
-            at = at.max(*e);
-        }
-        if at < size {
-            gaps.push((at, size));
-        }
-        gaps
-    }
-
-    fn bytes(&self) -> u64 {
-        self.0.iter().map(|(s, e)| e - s).sum()
-    }
 }
 
 /// One file being received.
