@@ -9,10 +9,10 @@
 //!    (segment invariant 2).
 //! 4. A sync mark is appended after each fdatasync; it claims indexes and hard-state
 //!    sequences, never byte positions, so records written meanwhile do not falsify it.
-//! 5. Every write is followed, in the same `pwrite`/`pwritev`, by zeros: at least a record header's
-//!    worth, then to the end of its page (`pad`); `write_offset` stays at the records' end, so
-//!    the next write overwrites the padding. The stream's end thus reads as a zero header even
-//!    in a recycled segment-pool file.
+//! 5. Every write is followed, in the same `pwrite` (or `pwritev`), by zeros: at least a record
+//!    header's worth, then to the end of its page (`pad`); `write_offset` stays at the records'
+//!    end, so the next write overwrites the padding. The stream's end thus reads as a zero
+//!    header even in a recycled segment-pool file.
 //! 6. A batch is one write: its bytes are `buf` with the payloads of `VECTORED_PAYLOAD_BYTES`
 //!    or more spliced in (`spliced`), handed to one vectored write without being copied.
 
