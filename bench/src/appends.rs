@@ -236,8 +236,8 @@ pub fn appends(rounds: usize) {
     println!(
         "## Appends (medians of {rounds} rounds, engines alternating): entries/s, p99 of one batch"
     );
-    println!("| workload | raftlog, segment pool | raftlog, no pool | raft-engine | raft-log 0.4.6 | pool / raft-engine | no pool / raft-engine | pool / raft-log | raw loop: growing / fallocated / prewritten | pool of prewritten | no pool of growing | peak memory raftlog / raft-engine |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| workload | raftlog, segment pool | raftlog, no pool | raft-engine | raft-log 0.4.6 | pool / raft-engine | no pool / raft-engine | pool / raft-log | raw loop: growing / fallocated / prewritten | pool of prewritten | the same, paired by round | no pool of growing | peak memory raftlog / raft-engine |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let only = std::env::var("RAFTLOG_BENCH_ONLY").unwrap_or_default();
     for w in workloads.into_iter().filter(|w| w.name.contains(&only)) {
         let mut runs: Vec<Vec<Run>> = (0..7).map(|_| Vec::new()).collect();
@@ -259,8 +259,19 @@ pub fn appends(rounds: usize) {
         let rate = |k: usize| median(runs[k].iter().map(|r| r.entries_per_s).collect());
         let p99 = |k: usize| median(runs[k].iter().map(|r| r.p99_us).collect());
         let cell = |k: usize| format!("{:.0}, p99 {:.0} µs", rate(k), p99(k));
+        // The median of each round's own ratio: the disk's speed drifts between rounds, and
+        // the two runs of one round are close in time.
+        let paired = |a: usize, b: usize| {
+            median(
+                runs[a]
+                    .iter()
+                    .zip(&runs[b])
+                    .map(|(a, b)| a.entries_per_s / b.entries_per_s)
+                    .collect(),
+            )
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {:.2}x (p99 {:.2}x) | {:.2}x (p99 {:.2}x) | {:.2}x | {:.0} / {:.0} / {:.0} | {:.2} | {:.2} | {:.0} / {:.0} MiB |",
+            "| {} | {} | {} | {} | {} | {:.2}x (p99 {:.2}x) | {:.2}x (p99 {:.2}x) | {:.2}x | {:.0} / {:.0} / {:.0} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} MiB |",
             w.name,
             cell(3),
             cell(0),
@@ -275,6 +286,7 @@ pub fn appends(rounds: usize) {
             rate(5),
             rate(6),
             rate(3) / rate(6),
+            paired(3, 6),
             rate(0) / rate(4),
             ours_peak as f64 / 1024.0,
             theirs_peak as f64 / 1024.0

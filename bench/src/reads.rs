@@ -78,21 +78,29 @@ pub fn reads(rounds: usize) {
 }
 
 /// Catch-up reads on stores just opened: each round opens every store afresh (page cache
-/// warm; maps, memtables and caches cold) and reads `READS_PER_ROUND` random ranges.
+/// warm; maps, memtables and caches cold) and reads `READS_PER_ROUND` random ranges. raftlog
+/// runs twice: on a store written without a segment pool, and on one written through a pool of
+/// two files, whose segments sit in the page cache in the prefill's 2 MiB folios (which the
+/// kernel maps a PMD at a time).
 pub fn cold_reads(rounds: usize) {
     const ENTRIES: u64 = 4_000_000;
     println!(
         "## Catch-up reads on a store just opened: {ENTRIES} entries of 256 B, ranges of {RANGE}"
     );
-    println!("| round | raftlog entries/s | raft-engine entries/s | raft-log entries/s | raftlog / raft-engine | raftlog / raft-log |");
-    println!("|---|---|---|---|---|---|");
+    println!("| round | raftlog entries/s | raftlog, written through a pool | raft-engine entries/s | raft-log entries/s | raftlog / raft-engine | pool-written / raft-engine | raftlog / raft-log |");
+    println!("|---|---|---|---|---|---|---|---|");
     let dirs = write_all(ENTRIES, 256);
-    let (mut ours_rates, mut theirs_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let pooled = tempfile::tempdir().expect("tempdir");
+    write_raftlog_with(pooled.path(), ENTRIES, 256, 2);
+    let mut rates: [Vec<f64>; 4] = Default::default();
     for round in 0..rounds {
         let starts = range_starts(ENTRIES, 100 + round as u64);
-        let store = LogStore::open(dirs.ours.path(), raftlog_options()).expect("reopen raftlog");
-        let ours = rate(&starts, |lo| read_raftlog(&store, lo));
-        drop(store);
+        let raftlog_rate = |dir: &std::path::Path| {
+            let store = LogStore::open(dir, raftlog_options()).expect("reopen raftlog");
+            rate(&starts, |lo| read_raftlog(&store, lo))
+        };
+        let ours = raftlog_rate(dirs.ours.path());
+        let pool = raftlog_rate(pooled.path());
         let engine =
             Engine::open(raft_engine_config(dirs.theirs.path())).expect("reopen raft-engine");
         let mut out = Vec::new();
@@ -101,19 +109,19 @@ pub fn cold_reads(rounds: usize) {
         let log = peer::open(dirs.peer.path());
         let peers = rate(&starts, |lo| peer::read(&log, lo, lo + RANGE));
         drop(log);
-        println!(
-            "| {round} | {ours:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x |",
-            ours / theirs,
-            ours / peers
-        );
-        ours_rates.push(ours);
-        theirs_rates.push(theirs);
-        peer_rates.push(peers);
+        print_cold_row(&round.to_string(), [ours, pool, theirs, peers]);
+        for (all, one) in rates.iter_mut().zip([ours, pool, theirs, peers]) {
+            all.push(one);
+        }
     }
-    let (ours, theirs, peers) = (median(ours_rates), median(theirs_rates), median(peer_rates));
+    print_cold_row("median", rates.map(median));
+}
+
+fn print_cold_row(label: &str, [ours, pool, theirs, peers]: [f64; 4]) {
     println!(
-        "| median | {ours:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x |",
+        "| {label} | {ours:.0} | {pool:.0} | {theirs:.0} | {peers:.0} | {:.2}x | {:.2}x | {:.2}x |",
         ours / theirs,
+        pool / theirs,
         ours / peers
     );
 }
