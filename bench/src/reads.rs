@@ -80,8 +80,8 @@ pub fn reads(rounds: usize) {
 /// Catch-up reads on stores just opened: each round opens every store afresh (page cache
 /// warm; maps, memtables and caches cold) and reads `READS_PER_ROUND` random ranges. raftlog
 /// runs twice: on a store written without a segment pool, and on one written through a pool of
-/// two files, whose segments sit in the page cache in the prefill's 2 MiB folios (which the
-/// kernel maps a PMD at a time).
+/// two files, whose segments sit in the page cache in the prefill's 1 MiB folios (which the
+/// kernel maps into a reader with less work than small ones).
 pub fn cold_reads(rounds: usize) {
     const ENTRIES: u64 = 4_000_000;
     println!(
