@@ -65,22 +65,24 @@ fn reads_never_wait_for_a_sync_or_a_rotation() {
     fs.set_closed(false);
     assert_eq!(syncer.join().unwrap().unwrap(), 10);
 
-    // An append stuck in the fsync that seals a full segment.
+    // A rotation: the append that seals a full segment makes no fsync, so it returns while
+    // every fsync is stuck; the sync after it, which settles the rotation, is what waits.
     fs.set_closed(true);
-    let appender = {
+    assert_eq!(log.append(&big_entries(11, 40, 1, 100)).unwrap(), 50);
+    let syncer = {
         let log = Arc::clone(&log);
-        std::thread::spawn(move || log.append(&big_entries(11, 40, 1, 100)))
+        std::thread::spawn(move || log.sync())
     };
     fs.wait_for_blocked_sync();
     let seen = read_everything(&log).expect("a read waited for a rotation's fsync");
-    assert!(seen.contains("last 10"), "{seen}");
+    assert!(seen.contains("last 50"), "{seen}");
     // The state machine's thread does not wait for the Raft thread either.
     let (done, finished) = mpsc::channel();
     let applier = Arc::clone(&log);
     std::thread::spawn(move || done.send(applier.applied_to(5).is_ok()).unwrap());
     assert_eq!(finished.recv_timeout(Duration::from_secs(60)).ok(), Some(true));
     fs.set_closed(false);
-    assert_eq!(appender.join().unwrap().unwrap(), 50);
+    assert_eq!(syncer.join().unwrap().unwrap(), 50);
     assert_eq!(log.entries(1, 51, u64::MAX).unwrap(), big_entries(1, 50, 1, 100));
 }
 

@@ -462,9 +462,10 @@ fn r15_stale_and_orphaned_indexes_are_removed() {
 
 #[test]
 fn a_crash_between_sealing_and_writing_the_index_rebuilds_it() {
-    // Every crash point of a rotation: seal write, seal fsync, index create, write, fsync, the
-    // next segment's creation. Each recovers every synced entry; a missing or torn index is
-    // rebuilt, never trusted.
+    // Every crash point of a rotation: in the append, the seal's write and the next segment's
+    // start in a pool-named file; in the sync that settles it, the seal's fsync, the index
+    // (create, write, fsync), the next segment's fsync, rename and directory fsync. Each
+    // recovers every synced entry; a missing or torn index is rebuilt, never trusted.
     // Five 300-byte entries fill a 2 KiB segment: the sixth rotates.
     let probe = SimFs::new();
     let store = open(&probe, small_segments());
@@ -472,6 +473,8 @@ fn a_crash_between_sealing_and_writing_the_index_rebuilds_it() {
     store.sync().unwrap();
     let before = probe.mutating_ops();
     store.append(&big_entries(6, 1, 1, 300)).unwrap();
+    assert_eq!(segment_names(&probe).len(), 1, "the rotation waits for a sync to settle it");
+    store.sync().unwrap();
     let rotation_ops = probe.mutating_ops() - before;
     assert_eq!(segment_names(&probe).len(), 2, "the sixth entry rotated");
     drop(store);
@@ -483,7 +486,8 @@ fn a_crash_between_sealing_and_writing_the_index_rebuilds_it() {
             append_each(&store, &big_entries(1, 5, 1, 300));
             store.sync().unwrap();
             fs.halt_after(halt_after);
-            assert!(store.append(&big_entries(6, 1, 1, 300)).is_err());
+            let rotated = store.append(&big_entries(6, 1, 1, 300)).and_then(|()| store.sync());
+            assert!(rotated.is_err(), "halt {halt_after}");
             drop(store);
             fs.crash(seed);
             let store = open(&fs, small_segments());

@@ -23,7 +23,7 @@ impl<F: FileSystem> LogStore<F> {
         if index > inner.durable_index.load(Ordering::Acquire) {
             inner.sync()?;
         }
-        let _gate = inner.sync_gate();
+        let _gate = inner.settled_gate()?;
         let writer = lock(&inner.writer);
         let (prev_term, segment_id_min) = {
             let log = read(&inner.log);

@@ -11,7 +11,7 @@
 //!
 //! Invariants:
 //! 1. At most one caller holds the gate; `durable_index` only moves while holding it (or at
-//!    a seal, under the writer lock, whose fsync covers every earlier record).
+//!    a synchronous seal, under the writer lock, whose fsync covers every earlier record).
 //! 2. After a failed write or fsync, `poisoned` is set and every waiter is woken; nothing
 //!    retries an fsync.
 
@@ -90,25 +90,37 @@ impl<F: FileSystem> Inner<F> {
         *busy = true;
         drop(busy);
         let _gate = SyncGate { busy: &self.sync_busy, done: &self.sync_done };
+        self.settle_rotations()?;
+        if self.synced_writes.load(Ordering::Acquire) >= target {
+            return Ok(self.durable_index.load(Ordering::Acquire));
+        }
         let (file, path, segment_id, covered) = {
             let mut writer = lock(&self.writer);
             writer.bytes_since_sync = 0;
             let covered = Synced::of(&writer, read(&self.log).last_index());
             (Arc::clone(&writer.file), writer.path.clone(), writer.segment_id, covered)
         };
-        if self.options.sync_policy != SyncPolicy::Never {
+        if self.options.sync_policy == SyncPolicy::Never {
+            self.publish(covered);
+        } else {
             self.poison_on_err(file.sync_data().ctx("sync_data", &path))?;
-            // The mark goes in before `upto` is reported durable, so a process crash after
-            // the report keeps the proof. A rotation meanwhile sealed (and fsynced) the
-            // segment, and the new segment's creation proves the rest.
-            let mut writer = lock(&self.writer);
-            if writer.segment_id == segment_id {
-                let mark = writer.write_sync_mark(self.store_uid, covered.upto, covered.sequence);
-                self.poison_on_err(mark)?;
-            }
+            self.poison_on_err(self.mark_and_publish(segment_id, covered))?;
         }
-        self.publish(covered);
         Ok(self.durable_index.load(Ordering::Acquire))
+    }
+
+    /// After an fdatasync of segment `segment_id` that covered `covered`: the sync mark, then
+    /// `covered` published. The mark goes in before `covered` is reported durable, so a
+    /// process crash after the report keeps the proof. A rotation meanwhile sealed the
+    /// segment, and the next segment's opening proves the rest once it is settled.
+    pub(super) fn mark_and_publish(&self, segment_id: u64, covered: Synced) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        if writer.segment_id == segment_id {
+            writer.write_sync_mark(self.store_uid, covered.upto, covered.sequence)?;
+        }
+        drop(writer);
+        self.publish(covered);
+        Ok(())
     }
 
     /// Records that everything the writer wrote so far is durable (after a seal's or a new
@@ -147,7 +159,7 @@ pub(super) struct Synced {
 }
 
 impl Synced {
-    fn of<H>(writer: &Writer<H>, upto: u64) -> Self {
+    pub(super) fn of<H>(writer: &Writer<H>, upto: u64) -> Self {
         Synced {
             writes: writer.writes,
             upto,

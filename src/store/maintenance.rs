@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::state::Locs;
 use super::{lock, pool, read, write, Inner};
+use crate::error::Result;
 use crate::fs::FileSystem;
 use crate::index::{self, IndexHeader};
 
@@ -147,9 +148,14 @@ fn prefill<F: FileSystem>(inner: &Inner<F>) {
 }
 
 impl<F: FileSystem> Inner<F> {
-    /// Writes the index `job` describes and switches its segment to it (invariant 2). A
-    /// failure leaves the segment on its in-memory locations (recovery rebuilds the index).
+    /// `write_index` on the thread: a failure leaves the segment on its in-memory locations
+    /// (recovery rebuilds the index).
     fn write_deferred_index(&self, job: IndexJob) {
+        let _ = self.write_index(job);
+    }
+
+    /// Writes the index `job` describes and switches its segment to it (invariant 2).
+    pub(super) fn write_index(&self, job: IndexJob) -> Result<()> {
         let found = {
             let log = read(&self.log);
             log.segments.iter().find(|s| s.id == job.segment_id).and_then(|s| match &s.locs {
@@ -157,12 +163,8 @@ impl<F: FileSystem> Inner<F> {
                 _ => None,
             })
         };
-        let Some((path, locs)) = found else { return };
-        let Ok(segment_index) =
-            index::write_file(&self.fs, &path, &job.header, &locs, job.last_term)
-        else {
-            return;
-        };
+        let Some((path, locs)) = found else { return Ok(()) };
+        let segment_index = index::write_file(&self.fs, &path, &job.header, &locs, job.last_term)?;
         let mut log = write(&self.log);
         match log.segments.iter_mut().find(|s| s.id == job.segment_id) {
             Some(segment) if matches!(segment.locs, Locs::Memory(_)) => {
@@ -173,5 +175,6 @@ impl<F: FileSystem> Inner<F> {
                 let _ = self.fs.remove(&path);
             }
         }
+        Ok(())
     }
 }

@@ -265,7 +265,7 @@ impl<F: FileSystem> LogStore<F> {
         let inner = &*self.inner;
         inner.check_writable()?;
         inner.sync()?;
-        let _gate = inner.sync_gate();
+        let _gate = inner.settled_gate()?;
         let mut writer = lock(&inner.writer);
         if read(&inner.log).active().record_count() > 0 {
             inner.poison_on_err(inner.seal_active(&mut writer, false).map(|_| ()))?;
@@ -290,6 +290,11 @@ impl<F: FileSystem> LogStore<F> {
 
 impl<F: FileSystem> Drop for LogStore<F> {
     fn drop(&mut self) {
+        // A rotation left unsettled would leave the entries after it under a pool name, lost
+        // to the next open even without a crash. A failure poisons the store; nothing to add.
+        if !self.inner.poisoned.load(Ordering::Acquire) {
+            let _ = self.inner.settled_gate();
+        }
         if let Some(maintenance) = self.maintenance.take() {
             self.inner.pool.stop();
             self.inner.maintenance.stop();
@@ -365,6 +370,11 @@ impl<F: FileSystem> Inner<F> {
             return Err(Error::LimitExceeded { what: "metadata bytes", value, max });
         }
         let mut writer = lock(&self.writer);
+        if writer.unsettled.len() >= rotation::UNSETTLED_MAX {
+            drop(writer);
+            drop(self.settled_gate()?);
+            writer = lock(&self.writer);
+        }
         let (last_index, last_term, active_entries) = {
             let log = read(&self.log);
             (log.last_index(), log.last_term(), log.active().record_count())

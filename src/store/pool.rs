@@ -7,12 +7,15 @@
 //! segment compaction or truncation left dead, renamed).
 //!
 //! Invariants:
-//! 1. A pool file is never read: recovery adopts it back into the pool, or removes it when
-//!    the pool is full or off. Its content may be anything: zeros, or stale records of a dead
-//!    segment, whose checksum seed (store uid, segment id) no later segment shares.
+//! 1. Of a pool file only its header is ever read, at open: the next segment id goes above the
+//!    id of any header of this store found there (an unsettled rotation's segment, `rotation`),
+//!    so that no later segment shares the checksum seed (store uid, segment id) of stale
+//!    records in a pool file. Recovery then adopts the file back into the pool, or removes it
+//!    when the pool is full or off. Its content may be anything: zeros, or stale records.
 //! 2. A pool file becomes a segment only after the segment's header and opening record are
-//!    written and fdatasynced in it; then it is renamed and the directory fsynced. Until that
-//!    rename is durable a crash leaves a pool file.
+//!    written and fdatasynced in it (and the seal of the segment before it); then it is
+//!    renamed and the directory fsynced. Until that rename is durable a crash leaves a pool
+//!    file; records appended meanwhile are lost with it, never having been reported durable.
 //! 3. A recycled segment's rename into the pool is durable (directory fsynced) before the
 //!    file can be handed out, so a reused file never comes back under its old name.
 //! 4. A segment is recycled only when nothing outside the store holds its bytes (no reader's
@@ -26,6 +29,7 @@ use std::sync::Mutex;
 use super::lock;
 use crate::error::{IoContext, Result};
 use crate::fs::{FileHandle, FileSystem};
+use crate::segment::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 
 /// Bytes written per call while prefilling (the preparer checks for a stop between calls).
 const FILL_CHUNK_BYTES: usize = 1 << 20;
@@ -88,19 +92,30 @@ impl Pool {
     }
 
     /// The pool of `target` files in `dir`, adopting the pool files among `names` (the
-    /// directory's listing) and removing those past the target.
+    /// directory's listing) and removing those past the target. Also returns the lowest
+    /// segment id no pool file's header claims for the store `store_uid` (invariant 1).
     pub fn open<F: FileSystem>(
         fs: &F,
-        dir: &Path,
+        (dir, store_uid): (&Path, u64),
         target: usize,
         names: &[PathBuf],
-    ) -> Result<Pool> {
-        let found = names.iter().filter_map(|n| n.to_str().and_then(parse_file_name)).collect();
+    ) -> Result<(Pool, u64)> {
+        let found: Vec<u64> =
+            names.iter().filter_map(|n| n.to_str().and_then(parse_file_name)).collect();
+        let mut ids_above = 0;
+        for k in &found {
+            let path = dir.join(file_name(*k));
+            if let Some(header) = read_header(fs, &path).ctx("read", &path)? {
+                if header.store_uid == store_uid {
+                    ids_above = ids_above.max(header.segment_id.saturating_add(1));
+                }
+            }
+        }
         let (pool, extra) = Pool::adopt(dir, target, found);
         for path in extra {
             fs.remove(&path).ctx("remove", &path)?;
         }
-        Ok(pool)
+        Ok((pool, ids_above))
     }
 
     /// A file for a store's first segment at `open`: a ready one, or one prefilled now on
@@ -177,6 +192,17 @@ impl Pool {
         let mut state = lock(&self.state);
         state.next += 1;
         dir.join(file_name(state.next - 1))
+    }
+}
+
+/// The segment header at the start of the pool file at `path`, if it holds a valid one (an
+/// unsettled rotation's segment, or a dead segment's).
+fn read_header<F: FileSystem>(fs: &F, path: &Path) -> io::Result<Option<SegmentHeader>> {
+    let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+    match fs.open(path)?.read_exact_at(&mut bytes, 0) {
+        Ok(()) => Ok(SegmentHeader::decode(&bytes).ok()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -168,8 +168,8 @@ pub(crate) fn recover<F: FileSystem>(
         let hard_state = log.hard_state;
         meta.store(Meta { first_index, prev_term, segment_id_min, hard_state, ..current })?;
     }
-    let next = (next_segment_id, last.records_end, hard_state_sequence);
-    let pool = Pool::open(fs, dir, options.segment_pool, &names)?;
+    let (pool, ids_above) = Pool::open(fs, (dir, current.store_uid), options.segment_pool, &names)?;
+    let next = (next_segment_id.max(ids_above), last.records_end, hard_state_sequence);
     let writer = open_active(fs, (dir, options), &current, &mut log, next, &pool)?;
     report.segments = log.segments.len();
     report.first_index = log.first_index;

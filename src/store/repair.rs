@@ -137,7 +137,9 @@ impl<F: FileSystem> LogStore<F> {
     pub fn repair(&self, entries: &[Entry]) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        // Rotation, truncation and compaction wait: the segments stay live and sealed.
+        // Rotation, truncation and compaction wait: the segments stay live and sealed, and
+        // every sealed one is settled, under its own name (`rotation` invariant 3).
+        let _gate = inner.settled_gate()?;
         let _writer = lock(&inner.writer);
         let mut targets: BTreeMap<u64, Target<F::File>> = BTreeMap::new();
         {

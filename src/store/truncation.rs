@@ -20,7 +20,7 @@ impl<F: FileSystem> LogStore<F> {
     pub fn truncate_suffix(&self, from: u64) -> Result<()> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        let _gate = inner.sync_gate();
+        let _gate = inner.settled_gate()?;
         let mut writer = lock(&inner.writer);
         {
             let log = read(&inner.log);
@@ -51,7 +51,7 @@ impl<F: FileSystem> LogStore<F> {
             return Err(Error::IndexTooLarge { index, max: INDEX_MAX });
         }
         let first_index = index + 1;
-        let _gate = inner.sync_gate();
+        let _gate = inner.settled_gate()?;
         let mut writer = lock(&inner.writer);
         let commit = read(&inner.log).hard_state.commit;
         if index < commit {

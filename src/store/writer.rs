@@ -3,10 +3,11 @@
 //! Invariants:
 //! 1. `write_offset` is the end of the last record written to the active segment; records are
 //!    written there and nowhere else.
-//! 2. A new segment's header is written, fsynced and its directory entry fsynced before it is
-//!    returned (segment invariant 1).
-//! 3. `seal` writes the seal record and fsyncs before the caller creates the next segment
-//!    (segment invariant 2).
+//! 2. `create_segment` writes a new segment's header, fsyncs it and its directory entry before
+//!    it returns (segment invariant 1); `write_segment_start` only writes it, for a rotation
+//!    that settles later (`rotation`).
+//! 3. `write_seal` writes the seal record and no fsync: the caller makes it durable before the
+//!    next segment's name is (segment invariant 2).
 //! 4. A sync mark is appended after each fdatasync; it claims indexes and hard-state
 //!    sequences, never byte positions, so records written meanwhile do not falsify it.
 //! 5. Every write is followed, in the same `pwrite` (or `pwritev`), by zeros: at least a record
@@ -16,11 +17,13 @@
 //! 6. A batch is one write: its bytes are `buf` with the payloads of `VECTORED_PAYLOAD_BYTES`
 //!    or more spliced in (`spliced`), handed to one vectored write without being copied.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::rotation::Unsettled;
 use super::state::{Locs, Segment};
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
@@ -107,6 +110,8 @@ pub(crate) struct Writer<H> {
     pub metadata: Bytes,
     /// The sequence of the last hard-state record written (the store's count of them).
     pub hard_state_sequence: u64,
+    /// Rotations whose fsyncs and rename are still owed, oldest first (`rotation`).
+    pub unsettled: VecDeque<Unsettled<H>>,
     /// The bytes of the write being built, but for the spliced payloads.
     buf: Vec<u8>,
     /// The payloads spliced into `buf`, in order: (where in `buf`, which entry of the batch).
@@ -137,6 +142,7 @@ impl<H: FileHandle> Writer<H> {
             hard_state,
             metadata,
             hard_state_sequence,
+            unsettled: VecDeque::new(),
             buf: Vec::new(),
             spliced: Vec::new(),
             compressor: None,
@@ -156,8 +162,6 @@ impl<H: FileHandle> Writer<H> {
         self.path = segment.path.clone();
         self.segment_id = segment.id;
         self.write_offset = write_offset;
-        // Switching follows a seal (fsynced) or a durable truncation or reset.
-        self.bytes_since_sync = 0;
     }
 
     fn seed(&self, store_uid: u64) -> RecordSeed {
@@ -276,9 +280,10 @@ impl<H: FileHandle> Writer<H> {
         }
     }
 
-    /// Seals the active segment, whose last record is `last` (index, term) and which holds
-    /// `count` entries, and fsyncs it. Returns the seal's offset and checksum (for the index).
-    pub fn seal(
+    /// Writes the seal of the active segment, whose last record is `last` (index, term) and
+    /// which holds `count` entries; no fsync (invariant 3). Returns the seal's offset and
+    /// checksum (for the index).
+    pub fn write_seal(
         &mut self,
         store_uid: u64,
         last: (u64, u64),
@@ -292,7 +297,6 @@ impl<H: FileHandle> Writer<H> {
         Record::seal(last.0, last.1, durable_index, &payload).encode(seed, &mut self.buf);
         let seal_offset = self.write_offset;
         self.write_buf()?;
-        self.file.sync_data().ctx("sync_data", &self.path)?;
         let crc = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
         Ok((seal_offset, crc))
     }
@@ -347,27 +351,43 @@ pub(crate) fn create_segment<F: FileSystem>(
     pooled: Option<PathBuf>,
 ) -> Result<(Segment<F::File>, u64)> {
     let path = dir.join(segment::file_name(header.segment_id));
-    let file = match &pooled {
-        Some(from) => fs.open(from).ctx("open", from)?,
-        None => fs.create(&path).ctx("create", &path)?,
+    let (file, written_at) = match pooled {
+        Some(from) => (fs.open(&from).ctx("open", &from)?, Some(from)),
+        None => (fs.create(&path).ctx("create", &path)?, None),
     };
+    let (segment, records_start) =
+        write_segment_start(dir, header, carried, file, written_at.as_deref().unwrap_or(&path))?;
+    if options.preallocate && written_at.is_none() {
+        segment.file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
+    }
+    let at = written_at.as_deref().unwrap_or(&path);
+    segment.file.sync_data().ctx("sync_data", at)?;
+    if let Some(from) = &written_at {
+        fs.rename(from, &path).ctx("rename", from)?;
+    }
+    fs.sync_dir(dir).ctx("sync_dir", dir)?;
+    Ok((segment, records_start))
+}
+
+/// Writes the start of segment `header.segment_id` (its header, then a hard-state record
+/// `carried`, padded) at offset 0 of `file`, which lies at `at` for now; no fsync. Returns the
+/// segment, under its segment name, and the offset its records continue at.
+pub(crate) fn write_segment_start<H: FileHandle>(
+    dir: &Path,
+    header: &SegmentHeader,
+    carried: CarriedHardState<'_>,
+    file: H,
+    at: &Path,
+) -> Result<(Segment<H>, u64)> {
     let mut bytes = header.encode().to_vec();
     let seed = RecordSeed::new(header.store_uid, header.segment_id);
-    // Everything before the new segment is durable when it is created.
+    // Everything before the new segment is durable by the time its name is.
     let last_index = header.first_index - 1;
     encode_hard_state_record(seed, (last_index, 0), carried, &mut bytes);
     let records_start = bytes.len() as u64;
     pad(0, &mut bytes);
-    let written_at = pooled.as_deref().unwrap_or(&path);
-    file.write_all_at(&bytes, 0).ctx("write", written_at)?;
-    if options.preallocate && pooled.is_none() {
-        file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
-    }
-    file.sync_data().ctx("sync_data", written_at)?;
-    if let Some(from) = &pooled {
-        fs.rename(from, &path).ctx("rename", from)?;
-    }
-    fs.sync_dir(dir).ctx("sync_dir", dir)?;
+    file.write_all_at(&bytes, 0).ctx("write", at)?;
+    let path = dir.join(segment::file_name(header.segment_id));
     let bounds = (header.first_index, header.prev_term);
     let segment = Segment::new(
         header.segment_id,
