@@ -1,7 +1,7 @@
 //! Appends: synced and unsynced workloads on raftlog, raft-engine and raft-log, against raw
 //! write loops (the disk's limit): into a growing file, into `fallocate`d space, and over
-//! blocks written and synced before (prewritten). Entries per second and the p99 latency of one
-//! batch (its append plus, when synced, the wait for its durability).
+//! blocks written and synced before (prewritten). Entries per second, and the p99 and the
+//! longest latency of one batch (its append plus, when synced, the wait for its durability).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ pub struct Run {
     pub entries_per_s: f64,
     /// Latency of one batch, 99th percentile, microseconds.
     pub p99_us: f64,
+    /// The longest batch, microseconds (where a rotation's fsyncs would show).
+    pub max_us: f64,
 }
 
 /// Payloads generated before the clock starts: 1024 distinct ones, reused round-robin.
@@ -71,7 +73,8 @@ fn run_writers(w: Workload, batch: impl Fn(u64) + Send + Sync + 'static) -> Run 
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let p99_us = latencies[((latencies.len() - 1) as f64 * 0.99) as usize];
-    Run { entries_per_s: w.entries() as f64 / seconds, p99_us }
+    let max_us = latencies.last().copied().unwrap_or_default();
+    Run { entries_per_s: w.entries() as f64 / seconds, p99_us, max_us }
 }
 
 /// raftlog, one log shared by its writers: appends are serialized (as a Raft log's are),
@@ -234,7 +237,7 @@ pub fn appends(rounds: usize) {
         },
     ];
     println!(
-        "## Appends (medians of {rounds} rounds, engines alternating): entries/s, p99 of one batch"
+        "## Appends (medians of {rounds} rounds, engines alternating): entries/s, p99 and longest batch"
     );
     println!("| workload | raftlog, segment pool | raftlog, no pool | raft-engine | raft-log 0.4.6 | pool / raft-engine | no pool / raft-engine | pool / raft-log | raw loop: growing / fallocated / prewritten | pool of prewritten | the same, paired by round | no pool of growing | peak memory raftlog / raft-engine |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -258,7 +261,8 @@ pub fn appends(rounds: usize) {
         }
         let rate = |k: usize| median(runs[k].iter().map(|r| r.entries_per_s).collect());
         let p99 = |k: usize| median(runs[k].iter().map(|r| r.p99_us).collect());
-        let cell = |k: usize| format!("{:.0}, p99 {:.0} µs", rate(k), p99(k));
+        let max = |k: usize| median(runs[k].iter().map(|r| r.max_us).collect());
+        let cell = |k: usize| format!("{:.0}, p99 {:.0} µs, max {:.0} µs", rate(k), p99(k), max(k));
         // The median of each round's own ratio: the disk's speed drifts between rounds, and
         // the two runs of one round are close in time.
         let paired = |a: usize, b: usize| {

@@ -7,8 +7,10 @@
 //! (group commit); truncation, compaction, reset and hard-state writes hold the gate too, so
 //! no sync runs while the log's shape changes.
 //!
-//! With a segment pool, a maintenance thread (`maintenance`) prefills pool files and writes
-//! the indexes of segments that rotation sealed, so neither happens under the writer lock.
+//! A rotation inside `append` makes no fsync: the next holder of the sync gate settles it
+//! (`rotation`). With a segment pool, a maintenance thread (`maintenance`) prefills pool files
+//! and writes the indexes of segments that rotation sealed, so neither happens under the
+//! writer lock.
 //!
 //! Lock order: sync gate, then writer, then meta, then log. The log lock is never held while
 //! acquiring another lock, nor during I/O. The sync gate's protocol is in `group_commit`.
