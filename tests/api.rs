@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{append_each, big_entries, entries, open, segment_names, small_segments};
+use common::{append_each, big_entries, entries, open, path, segment_names, small_segments};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, HardState, HardStateRule, LogStore, Options, SyncPolicy};
 
@@ -434,6 +434,18 @@ fn concurrent_syncs_settle_every_rotation_and_a_power_loss_keeps_what_they_repor
     let store = open(&fs, Options::default().segment_bytes_max(2048));
     let expected: Vec<Entry> = (1..=400u64).map(|i| Entry::new(i, 1, vec![i as u8; 64])).collect();
     assert_eq!(store.entries(1, 401, u64::MAX).unwrap(), expected);
+}
+
+#[test]
+fn a_segment_started_by_rotation_is_preallocated_too() {
+    let fs = SimFs::new();
+    let store = open(&fs, Options::default().segment_bytes_max(16 << 10).preallocate(true));
+    append_each(&store, &big_entries(1, 60, 1, 300));
+    store.sync().unwrap();
+    let names = segment_names(&fs);
+    assert!(names.len() >= 2, "{names:?}");
+    let active = fs.read_file(&path(names.last().unwrap())).unwrap();
+    assert_eq!(active.len(), 16 << 10, "the active segment holds a few entries in its full size");
 }
 
 #[test]

@@ -79,7 +79,11 @@ impl<F: FileSystem> Inner<F> {
             Some(from) => (self.fs.open(&from).ctx("open", &from)?, from),
             None => {
                 let from = self.pool.reserve(&self.dir);
-                (self.fs.create(&from).ctx("create", &from)?, from)
+                let file = self.fs.create(&from).ctx("create", &from)?;
+                if self.options.preallocate {
+                    file.allocate(self.options.segment_bytes_max).ctx("allocate", &from)?;
+                }
+                (file, from)
             }
         };
         self.maintenance.notify();
