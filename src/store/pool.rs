@@ -3,8 +3,9 @@
 //! journal commit a growing file needs).
 //!
 //! Pool files are named `{k:016x}.free`. They come from a prefill (zeros written and synced
-//! by the maintenance thread, or by `open` for a store's first segment) or from recycling (a
-//! segment compaction or truncation left dead, renamed).
+//! by the maintenance thread, or by `open` for a store's first segment), from recycling (a
+//! segment compaction or truncation left dead, renamed), or from a rotation that found none
+//! ready (a new file under a `reserve`d name, left behind by a crash before it settled).
 //!
 //! Invariants:
 //! 1. Of a pool file only its header is ever read, at open: the next segment id goes above the
