@@ -366,20 +366,25 @@ fn vote_may_be_cast_once_in_a_term() {
     assert_eq!(store.hard_state(), HardState::new(3, 7, 0));
 }
 
-#[test]
-fn concurrent_syncs_cover_every_writer() {
-    let store = Arc::new(open(&SimFs::new(), Options::default()));
+/// Entry `i` of the concurrent-sync tests: 64 bytes of `i`.
+fn numbered(i: u64) -> Entry {
+    Entry::new(i, 1, vec![i as u8; 64])
+}
+
+/// One thread appends entries 1 to 400 one at a time while four threads sync 100 times each,
+/// every sync covering at least what the log held when it was called.
+fn append_while_four_threads_sync(store: &Arc<LogStore<SimFs>>) {
     let writer = {
-        let store = Arc::clone(&store);
+        let store = Arc::clone(store);
         std::thread::spawn(move || {
             for i in 1..=400u64 {
-                store.append(&[Entry::new(i, 1, vec![1u8; 64])]).unwrap();
+                store.append(&[numbered(i)]).unwrap();
             }
         })
     };
     let syncers: Vec<_> = (0..4)
         .map(|_| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             std::thread::spawn(move || {
                 for _ in 0..100 {
                     let seen = store.last_index();
@@ -397,42 +402,24 @@ fn concurrent_syncs_cover_every_writer() {
 }
 
 #[test]
+fn concurrent_syncs_cover_every_writer() {
+    append_while_four_threads_sync(&Arc::new(open(&SimFs::new(), Options::default())));
+}
+
+#[test]
 fn concurrent_syncs_settle_every_rotation_and_a_power_loss_keeps_what_they_reported() {
     // 2 KiB segments: the writer rotates about every 20 entries, and each rotation waits for
     // a sync to settle it while the writer goes on appending into the new segment.
     let fs = SimFs::new();
-    let store = Arc::new(open(&fs, Options::default().segment_bytes_max(2048)));
-    let writer = {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || {
-            for i in 1..=400u64 {
-                store.append(&[Entry::new(i, 1, vec![i as u8; 64])]).unwrap();
-            }
-        })
-    };
-    let syncers: Vec<_> = (0..4)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                for _ in 0..100 {
-                    let seen = store.last_index();
-                    let durable = store.sync().unwrap();
-                    assert!(durable >= seen, "sync returned {durable} below the {seen} it saw");
-                }
-            })
-        })
-        .collect();
-    writer.join().unwrap();
-    for syncer in syncers {
-        syncer.join().unwrap();
-    }
-    assert_eq!(store.sync().unwrap(), 400);
+    let options = Options::default().segment_bytes_max(2048);
+    let store = Arc::new(open(&fs, options.clone()));
+    append_while_four_threads_sync(&store);
     let segments = segment_names(&fs).len();
     assert!(segments >= 15, "{segments} segments");
     fs.crash(3); // while the store is open: no settling on drop helps it
     drop(store);
-    let store = open(&fs, Options::default().segment_bytes_max(2048));
-    let expected: Vec<Entry> = (1..=400u64).map(|i| Entry::new(i, 1, vec![i as u8; 64])).collect();
+    let store = open(&fs, options);
+    let expected: Vec<Entry> = (1..=400u64).map(numbered).collect();
     assert_eq!(store.entries(1, 401, u64::MAX).unwrap(), expected);
 }
 
