@@ -2,9 +2,11 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
-use common::{append_each, big_entries, entries, open, path, segment_names, small_segments};
+use common::gated::GatedFs;
+use common::{append_each, big_entries, entries, open, path, segment_names, small_segments, DIR};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, HardState, HardStateRule, LogStore, Options, SyncPolicy};
 
@@ -421,6 +423,31 @@ fn concurrent_syncs_settle_every_rotation_and_a_power_loss_keeps_what_they_repor
     let store = open(&fs, options);
     let expected: Vec<Entry> = (1..=400u64).map(numbered).collect();
     assert_eq!(store.entries(1, 401, u64::MAX).unwrap(), expected);
+}
+
+#[test]
+fn an_append_returns_while_a_compaction_waits_for_its_fsyncs() {
+    let fs = GatedFs::default();
+    let options = Options::default().segment_bytes_max(4096);
+    let store = Arc::new(LogStore::open_with(fs.clone(), DIR, options).unwrap());
+    for batch in big_entries(1, 60, 1, 100).chunks(10) {
+        store.append(batch).unwrap();
+    }
+    store.sync().unwrap();
+    fs.set_closed(true);
+    let compactor = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.compact_to(30))
+    };
+    fs.wait_for_blocked_sync();
+    let (done, appended) = mpsc::channel();
+    let appender = Arc::clone(&store);
+    std::thread::spawn(move || done.send(appender.append(&big_entries(61, 5, 1, 100)).is_ok()));
+    let appended = appended.recv_timeout(Duration::from_secs(60)).ok();
+    fs.set_closed(false);
+    assert_eq!(appended, Some(true), "an append waited for a compaction's fsync");
+    compactor.join().unwrap().unwrap();
+    assert_eq!((store.first_index(), store.sync().unwrap()), (31, 65));
 }
 
 #[test]

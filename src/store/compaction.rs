@@ -5,6 +5,9 @@
 //! 1. Only durable entries are compacted; `term(first_index - 1)` still answers.
 //! 2. A removed segment that comes back after a crash is recognised as dead (its id is below
 //!    the meta's `segment_id_min`), so removals need no directory fsync.
+//! 3. Appends go on during a compaction: it holds the sync gate, and the writer lock only to
+//!    read the hard state; its meta write and the recycling of dead segments (renames and a
+//!    directory fsync) run without it.
 
 use std::sync::atomic::Ordering;
 
@@ -24,7 +27,9 @@ impl<F: FileSystem> LogStore<F> {
             inner.sync()?;
         }
         let _gate = inner.settled_gate()?;
-        let writer = lock(&inner.writer);
+        // The writer lock only for the hard state the meta copies: appends go on while the meta
+        // is written and dead segments are recycled (a rotation only adds segments after them).
+        let hard_state = lock(&inner.writer).hard_state;
         let (prev_term, segment_id_min) = {
             let log = read(&inner.log);
             if index < log.first_index {
@@ -37,7 +42,6 @@ impl<F: FileSystem> LogStore<F> {
             let holder = log.segment_position(index + 1).map_or(log.active(), |p| &log.segments[p]);
             (log.term(index)?, holder.id)
         };
-        let hard_state = writer.hard_state;
         inner.poison_on_err(inner.store_meta(|meta| Meta {
             first_index: index + 1,
             prev_term,

@@ -346,9 +346,10 @@ fn check_batch(entries: &[Entry], previous: (u64, u64), bytes_max: u64) -> Resul
 }
 
 impl<F: FileSystem> Inner<F> {
-    /// Writes the meta `update` makes of the current one, durably. Callers hold the writer
-    /// and give the meta the writer's hard state: the stream holds the newest one, the meta a
-    /// copy for when no segment carries one.
+    /// Writes the meta `update` makes of the current one, durably. Callers hold the sync gate
+    /// and give the meta a hard state the writer held (the newest, or one a later record of
+    /// the stream supersedes): the stream holds the newest one, the meta a copy for when no
+    /// segment carries one.
     fn store_meta(&self, update: impl FnOnce(Meta) -> Meta) -> Result<()> {
         let mut meta = lock(&self.meta);
         let next = update(*meta.current());
