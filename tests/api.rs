@@ -6,7 +6,9 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::gated::GatedFs;
-use common::{append_each, big_entries, entries, open, path, segment_names, small_segments, DIR};
+use common::{
+    append_each, big_entries, entries, names_ending, open, path, segment_names, small_segments, DIR,
+};
 use raftlog::fs::SimFs;
 use raftlog::{Entry, Error, HardState, HardStateRule, LogStore, Options, SyncPolicy};
 
@@ -448,6 +450,18 @@ fn an_append_returns_while_a_compaction_waits_for_its_fsyncs() {
     assert_eq!(appended, Some(true), "an append waited for a compaction's fsync");
     compactor.join().unwrap().unwrap();
     assert_eq!((store.first_index(), store.sync().unwrap()), (31, 65));
+}
+
+#[test]
+fn appends_without_syncs_leave_at_most_two_rotations_unsettled() {
+    // Each 300-byte entry of a 2 KiB segment: a rotation every five or so. With no sync to
+    // settle them, the append that finds two waiting settles them first.
+    let fs = SimFs::new();
+    let store = open(&fs, small_segments());
+    append_each(&store, &big_entries(1, 100, 1, 300));
+    let (named, pool_named) = (segment_names(&fs).len(), names_ending(&fs, ".free").len());
+    assert!(named >= 15 && (1..=2).contains(&pool_named), "{named} named, {pool_named} not yet");
+    assert!(store.durable_index() >= 80, "settling made the sealed segments durable");
 }
 
 #[test]
