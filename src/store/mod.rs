@@ -4,8 +4,8 @@
 //! readers take the log's read lock only to find where entries lie, then read the files
 //! without any lock, so they never wait for an fsync. Fsyncs of appended entries go through
 //! the sync gate, which lets one caller fsync while the others wait and share its result
-//! (group commit); truncation, compaction, reset and hard-state writes hold the gate too, so
-//! no sync runs while the log's shape changes.
+//! (group commit); truncation, compaction, reset, repair and close hold the gate too, so no
+//! sync runs while the log's shape changes (hard-state writes are records the sync covers).
 //!
 //! A rotation inside `append` makes no fsync: the next holder of the sync gate settles it
 //! (`rotation`). With a segment pool, a maintenance thread (`maintenance`) prefills pool files
