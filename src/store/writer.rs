@@ -351,18 +351,17 @@ pub(crate) fn create_segment<F: FileSystem>(
     pooled: Option<PathBuf>,
 ) -> Result<(Segment<F::File>, u64)> {
     let path = dir.join(segment::file_name(header.segment_id));
-    let (file, written_at) = match pooled {
-        Some(from) => (fs.open(&from).ctx("open", &from)?, Some(from)),
-        None => (fs.create(&path).ctx("create", &path)?, None),
+    let file = match &pooled {
+        Some(from) => fs.open(from).ctx("open", from)?,
+        None => fs.create(&path).ctx("create", &path)?,
     };
-    let (segment, records_start) =
-        write_segment_start(dir, header, carried, file, written_at.as_deref().unwrap_or(&path))?;
-    if options.preallocate && written_at.is_none() {
+    let at = pooled.as_deref().unwrap_or(&path);
+    let (segment, records_start) = write_segment_start(dir, header, carried, file, at)?;
+    if options.preallocate && pooled.is_none() {
         segment.file.allocate(options.segment_bytes_max).ctx("allocate", &path)?;
     }
-    let at = written_at.as_deref().unwrap_or(&path);
     segment.file.sync_data().ctx("sync_data", at)?;
-    if let Some(from) = &written_at {
+    if let Some(from) = &pooled {
         fs.rename(from, &path).ctx("rename", from)?;
     }
     fs.sync_dir(dir).ctx("sync_dir", dir)?;
